@@ -1,0 +1,1 @@
+"""Body models behind one interface (``engine.body.base.BodyModel``)."""
