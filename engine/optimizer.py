@@ -23,6 +23,7 @@ import torch
 from engine.body.base import BodyModel, BodyOutput
 from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
 from engine.losses.geometry import axis_angle_to_matrix
+from engine.losses.penetration import penetration_candidates
 
 NUM_STAGES = 2
 
@@ -92,6 +93,18 @@ class OptimizerConfig:
     early_stop_slope: float = -1e-4
     seed: int = 0
     progress_every: int = 10
+    # Radians of joint rotation per unit of the optimized variable. Adam moves every variable
+    # by about the learning rate per step, and a rig with many short bones in a chain (Anny's
+    # five spine, two upper-arm and two forearm bones) would swing a hand several centimetres
+    # per step at lr 0.01 and overshoot the contact; this scale keeps the paper's learning
+    # rates while making one step move a limb about as far as on a 21-joint SMPL-X body.
+    rotation_scale: float = 0.25
+    # Metres of root translation per unit of the optimized variable, for the same reason: at
+    # lr 0.01 an unscaled root moves 1 cm per step.
+    translation_scale: float = 0.25
+    # Every this many steps the vertex-capsule pairs near or past contact are found again
+    # (engine.losses.penetration.penetration_candidates); in between only those are evaluated.
+    penetration_refresh: int = 5
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages
@@ -143,6 +156,7 @@ class Progress:
 @dataclass(frozen=True)
 class RefineOutcome:
     state: PeopleState
+    correction: Correction
     iterations: tuple[int, ...]
     losses: dict[str, float]
     wall_time_s: float
@@ -169,16 +183,22 @@ def _slope(values: list[float]) -> float:
 class _Variables:
     """The optimized tensors and how they make a state."""
 
-    def __init__(self, problem: RefineProblem):
+    def __init__(self, problem: RefineProblem, rotation_scale: float, translation_scale: float):
         initial = problem.initial
         n, j = initial.local_rotations.shape[:2]
         self.problem = problem
+        self.rotation_scale = rotation_scale
+        self.translation_scale = translation_scale
         self.pose_offsets = torch.zeros(n, j, 3, requires_grad=True)
         self.translation_offsets = torch.zeros(n, 3, requires_grad=True)
         self.shape = initial.shape.detach().clone().requires_grad_(True)
         self.joint_mask = problem.movable_joints.to(torch.float32)[..., None]
         self.people_mask = problem.movable_people.to(torch.float32)[:, None]
         self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
+        # Stages that do not optimize shape pass it without gradient, so the body can reuse
+        # its shape-dependent rest data instead of recomputing it every step.
+        self.shape_active = True
+        self.penetration_candidates: torch.Tensor | None = None
 
     def snapshot(self) -> tuple[torch.Tensor, ...]:
         return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape))
@@ -190,9 +210,11 @@ class _Variables:
 
     def inputs(self) -> LossInputs:
         problem, initial = self.problem, self.problem.initial
-        offsets = self.pose_offsets * self.joint_mask
-        translation = self.translation_offsets * self.translation_mask
+        offsets = self.pose_offsets * (self.joint_mask * self.rotation_scale)
+        translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
         shape = initial.shape + (self.shape - initial.shape) * self.people_mask
+        if not self.shape_active:
+            shape = shape.detach()
         rotations = initial.local_rotations @ axis_angle_to_matrix(offsets)
         output = problem.body.forward(rotations, initial.root_translation + translation, shape, problem.vertex_ids)
         return LossInputs(
@@ -204,6 +226,7 @@ class _Variables:
             pose_offsets=offsets,
             translation_offsets=translation,
             shape=shape,
+            penetration_candidates=self.penetration_candidates,
         )
 
     def state(self) -> PeopleState:
@@ -220,33 +243,59 @@ def _floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: float(value.detach()) for name, value in values.items()}
 
 
+@dataclass(frozen=True)
+class Correction:
+    """How far a refinement moved the people from their initial pose, to warm-start the next
+    frame of a clip: pose_offsets (N, J, 3) in the optimizer's units, translation_offsets
+    (N, 3) metres."""
+
+    pose_offsets: torch.Tensor
+    translation_offsets: torch.Tensor
+
+
 def refine(
     problem: RefineProblem,
     config: OptimizerConfig,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    warm_start: Correction | None = None,
 ) -> RefineOutcome:
-    """Run both stages; return the refined state, iterations per stage and final losses."""
+    """Run both stages; return the refined state, iterations per stage and final losses.
+
+    warm_start: the previous frame's correction, applied to this frame's initial pose as the
+    starting point (the stay-close term still pulls towards this frame's own initial pose)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    variables = _Variables(problem)
+    variables = _Variables(problem, config.rotation_scale, config.translation_scale)
+    if warm_start is not None:
+        with torch.no_grad():
+            variables.pose_offsets.copy_(warm_start.pose_offsets)
+            variables.translation_offsets.copy_(warm_start.translation_offsets)
     warnings: list[str] = []
     iterations: list[int] = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
         params = [variables.pose_offsets, variables.translation_offsets]
-        if config.optimize_shape[stage]:
+        variables.shape_active = config.optimize_shape[stage]
+        if variables.shape_active:
             params.append(variables.shape)
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage])
         history: list[float] = []
         last_good = variables.snapshot()
+        best_loss, best_state = math.inf, last_good
         total = config.max_iterations[stage]
         done = 0
         for iteration in range(1, total + 1):
             if should_stop is not None and should_stop():
                 raise RefinementStopped("refinement stopped")
             optimizer.zero_grad(set_to_none=True)
-            loss, values = evaluate(variables.inputs(), weights)
+            inputs = variables.inputs()
+            if problem.setup.penetration is not None and (iteration - 1) % config.penetration_refresh == 0:
+                variables.penetration_candidates = penetration_candidates(
+                    problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
+                )
+                inputs = replace(inputs, penetration_candidates=variables.penetration_candidates)
+            loss, values = evaluate(inputs, weights)
             loss.backward()
             grads_finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
             if not (torch.isfinite(loss) and grads_finite):
@@ -257,6 +306,8 @@ def refine(
                 )
                 break
             last_good = variables.snapshot()
+            if float(loss.detach()) < best_loss:
+                best_loss, best_state = float(loss.detach()), last_good
             optimizer.step()
             done = iteration
             history.append(float(loss.detach()))
@@ -265,8 +316,12 @@ def refine(
             if len(history) >= config.early_stop_window:
                 if _slope(history[-config.early_stop_window :]) > config.early_stop_slope:
                     break
+        # Adam's momentum can carry the last steps past the optimum: a stage ends in the best
+        # state it visited (the last good one if it never improved).
+        variables.restore(best_state)
         iterations.append(done)
     final_weights = config.weights.for_stage(config.weights.num_stages - 1)
+    variables.penetration_candidates = None  # the final report tests every pair
     with torch.no_grad():
         inputs = variables.inputs()
         final_total, final_values = evaluate(inputs, {name: 1.0 for name in final_weights})
@@ -275,6 +330,7 @@ def refine(
         warnings.append("the final loss is not finite")
     return RefineOutcome(
         state=variables.state(),
+        correction=Correction(variables.pose_offsets.detach().clone(), variables.translation_offsets.detach().clone()),
         iterations=tuple(iterations),
         losses=losses,
         wall_time_s=time.perf_counter() - started,

@@ -213,20 +213,42 @@ def penetration_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_fr
     return torch.stack(rows)
 
 
-def penetration_value(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scalar penalty and the maximum depth (metres, for reporting).
+# Pairs this much short of the tolerance are kept as candidates between refreshes: more than
+# a surface moves in a few optimizer steps.
+CANDIDATE_MARGIN_M = 0.03
 
-    All depths are first computed without gradient; only the few vertex-capsule pairs past
-    the tolerance are recomputed with gradient, so the backward pass stays cheap."""
+
+def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
+    """(K, 4) long rows (vertex person, capsule person, vertex, capsule) of the pairs within
+    ``CANDIDATE_MARGIN_M`` of the tolerance (no gradient)."""
     with torch.no_grad():
-        depths = penetration_depths(setup, vertices, joint_frames)  # (N, N, M, C)
-        deepest = depths.max()
-        active = (depths > TOLERANCE_M).nonzero()
-    if active.shape[0] == 0:
-        return vertices.new_zeros(()), deepest
-    person_v, person_c, vertex, capsule = active.unbind(1)
+        depths = penetration_depths(setup, vertices, joint_frames)
+        return (depths > TOLERANCE_M - CANDIDATE_MARGIN_M).nonzero()
+
+
+def penetration_value(
+    setup: PenetrationSetup,
+    vertices: torch.Tensor,
+    joint_frames: torch.Tensor,
+    candidates: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scalar penalty and the maximum depth (metres, for reporting; over the candidates
+    when they are given).
+
+    Without ``candidates``, all depths are first computed without gradient and only the pairs
+    past the tolerance are recomputed with gradient, so the backward pass stays cheap."""
+    if candidates is None:
+        with torch.no_grad():
+            depths = penetration_depths(setup, vertices, joint_frames)  # (N, N, M, C)
+            deepest = depths.max()
+            candidates = (depths > TOLERANCE_M).nonzero()
+    else:
+        deepest = None
+    if candidates.shape[0] == 0:
+        return vertices.new_zeros(()), vertices.new_full((), -1.0) if deepest is None else deepest
+    person_v, person_c, vertex, capsule = candidates.unbind(1)
     points = vertices[person_v, setup.vertex_slots[vertex]]  # (K, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
     depth = _paired_depth(points, start[person_c, capsule], end[person_c, capsule], setup.capsules.radius[capsule].to(vertices.dtype))
     excess = torch.relu(depth - TOLERANCE_M) / DEPTH_SCALE_M
-    return (excess * excess).sum(), deepest
+    return (excess * excess).sum(), depth.max().detach() if deepest is None else deepest

@@ -66,6 +66,8 @@ class LossInputs:
     joint_frames: (N, J, 4, 4); local_rotations: (N, J, 3, 3);
     pose_offsets: (N, J, 3) axis-angle offsets from the initial local rotations;
     translation_offsets: (N, 3) metres; shape: (N, S).
+    penetration_candidates: optional (K, 4) long (vertex person, capsule person, vertex,
+        capsule) rows to evaluate instead of every pair (see penetration_candidates).
     """
 
     setup: LossSetup
@@ -76,6 +78,7 @@ class LossInputs:
     pose_offsets: torch.Tensor
     translation_offsets: torch.Tensor
     shape: torch.Tensor
+    penetration_candidates: torch.Tensor | None = None
 
 
 def contact_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
@@ -117,7 +120,7 @@ def penetration_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
     setup = inputs.setup.penetration
     if setup is None:
         return {"penetration": inputs.vertices.new_zeros(())}
-    value, deepest = penetration_value(setup, inputs.vertices, inputs.joint_frames)
+    value, deepest = penetration_value(setup, inputs.vertices, inputs.joint_frames, inputs.penetration_candidates)
     return {"penetration": value, "penetration_max_depth_m": deepest}
 
 
