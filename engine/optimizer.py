@@ -86,6 +86,7 @@ def default_weights(num_people: int) -> StageWeights:
 class OptimizerConfig:
     weights: StageWeights
     learning_rates: tuple[float, ...] = (0.01, 0.001)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     max_iterations: tuple[int, ...] = (1000, 1000)
     # Which variables each stage moves, besides body pose and root translation.
     optimize_shape: tuple[bool, ...] = (True, False)
@@ -180,7 +181,7 @@ def _slope(values: list[float]) -> float:
     return num / den
 
 
-class _Variables:
+class OptimizationVariables:
     """The optimized tensors and how they make a state."""
 
     def __init__(self, problem: RefineProblem, rotation_scale: float, translation_scale: float):
@@ -266,7 +267,7 @@ def refine(
     starting point (the stay-close term still pulls towards this frame's own initial pose)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    variables = _Variables(problem, config.rotation_scale, config.translation_scale)
+    variables = OptimizationVariables(problem, config.rotation_scale, config.translation_scale)
     if warm_start is not None:
         with torch.no_grad():
             variables.pose_offsets.copy_(warm_start.pose_offsets)
@@ -279,7 +280,7 @@ def refine(
         variables.shape_active = config.optimize_shape[stage]
         if variables.shape_active:
             params.append(variables.shape)
-        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage])
+        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []
         last_good = variables.snapshot()
         best_loss, best_state = math.inf, last_good

@@ -99,10 +99,17 @@ def people_state(body: BodyModel, poses: tuple[PersonPose, ...], where: str) -> 
     return PeopleState(rotations, translations, torch.stack(shapes))
 
 
-def poses_from_state(body: BodyModel, state: PeopleState, originals: tuple[PersonPose, ...]) -> tuple[PersonPose, ...]:
+def poses_from_state(
+    body: BodyModel, state: PeopleState, originals: tuple[PersonPose, ...], movable: tuple[bool, ...]
+) -> tuple[PersonPose, ...]:
+    """Refined poses in the job's form, every joint listed; a fixed person is written back
+    exactly as given (no float32 round trip)."""
     quaternions = matrix_to_quaternion(state.local_rotations)
     out = []
     for p, original in enumerate(originals):
+        if not movable[p]:
+            out.append(original)
+            continue
         out.append(
             PersonPose(
                 shape=tuple(float(v) for v in state.shape[p]),
@@ -213,7 +220,7 @@ def run_job(
         frames.append(
             FrameResult(
                 frame=frame.frame,
-                people=poses_from_state(body, outcome.state, frame.people),
+                people=poses_from_state(body, outcome.state, frame.people, tuple(s.movable for s in job.people)),
                 constraints=tuple(
                     ConstraintDistance(term.label, term.source, term.weight, b, a)
                     for term, b, a in zip(objective.terms, before, after)

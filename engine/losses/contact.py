@@ -157,18 +157,31 @@ def build_contact_index(
 def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
     """Minimum distance of every pair, in one batched computation.
 
-    vertices: (N, V', 3) posed needed vertices of the N people (world frame, Z up), padded
-        across people to the same V'.
+    vertices: (N, V', 3) posed needed vertices of the N people (world frame, Z up).
     Returns (P,) metres.
+
+    The nearest vertex pair of every region pair is found without gradient (one batched
+    ``cdist`` and a masked argmin); only those P distances are then recomputed with
+    gradient. That is exactly the (sub)gradient of the minimum, without back-propagating
+    through the (P, K, K) distance matrix.
     """
     if not index.pairs:
         return vertices.new_zeros(0)
     points_a = vertices[index.person_a[:, None], index.vertex_a]  # (P, K, 3)
     points_b = vertices[index.person_b[:, None], index.vertex_b]
-    distances = torch.cdist(points_a, points_b, compute_mode="donot_use_mm_for_euclid_dist")  # (P, K, K)
-    invalid = ~(index.mask_a[:, :, None] & index.mask_b[:, None, :])
-    nearest = distances.masked_fill(invalid, _FAR).amin(dim=(1, 2))
-    heights = points_a[..., 2].masked_fill(~index.mask_a, _FAR).amin(dim=1) - floor_height
+    rows = torch.arange(len(index.pairs))
+    with torch.no_grad():
+        # Padding slots sit at two far-apart sentinel points, so no mask over (P, K, K) is needed.
+        far = points_a.new_tensor([_FAR, _FAR, _FAR])
+        padded_a = torch.where(index.mask_a[..., None], points_a, far)
+        padded_b = torch.where(index.mask_b[..., None], points_b, -far)
+        flat = torch.cdist(padded_a, padded_b).flatten(1).argmin(dim=1)  # over (P, K * K)
+        width = points_b.shape[1]
+        nearest_a, nearest_b = flat // width, flat % width
+        lowest = points_a[..., 2].masked_fill(~index.mask_a, _FAR).argmin(dim=1)
+    gap = points_a[rows, nearest_a] - points_b[rows, nearest_b]
+    nearest = torch.sqrt((gap * gap).sum(-1) + 1e-12)
+    heights = points_a[rows, lowest, 2] - floor_height
     return torch.where(index.is_ground, heights.abs(), nearest)
 
 
