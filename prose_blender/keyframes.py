@@ -36,13 +36,8 @@ def _channel_series(frames: list[int], poses: list[BonePose]) -> dict[tuple[str,
     return {key: np.asarray(rows, dtype=np.float32) for key, rows in series.items()}
 
 
-def write_pose_action(
-    armature: bpy.types.Object, frames: list[int], poses: list[BonePose], name: str
-) -> WrittenAction:
-    """Key ``poses`` at ``frames`` in a new action placed on a new NLA track at the top.
-
-    An active action the armature already plays is moved, unchanged, onto an NLA track below
-    (Blender evaluates the active action above every track, so it would hide the new one)."""
+def new_pose_action(armature: bpy.types.Object, frames: list[float], poses: list[BonePose], name: str):
+    """A new action keying ``poses`` at ``frames``; returns (action, slot or None)."""
     action = bpy.data.actions.new(name)
     series = _channel_series(frames, poses)
     slot = None
@@ -60,7 +55,25 @@ def write_pose_action(
         for (path, index, group_name), rows in series.items():
             curve = action.fcurves.new(path, index=index, action_group=group_name)
             _fill(curve, rows)
+    return action, slot
 
+
+def assign_action(armature: bpy.types.Object, action: bpy.types.Action, slot) -> None:
+    """Make ``action`` the armature's active action (the slot too on 4.4+)."""
+    animation = armature.animation_data or armature.animation_data_create()
+    animation.action = action
+    if slot is not None and animation.action_slot != slot:
+        animation.action_slot = slot
+
+
+def write_pose_action(
+    armature: bpy.types.Object, frames: list[int], poses: list[BonePose], name: str
+) -> WrittenAction:
+    """Key ``poses`` at ``frames`` in a new action placed on a new NLA track at the top.
+
+    An active action the armature already plays is moved, unchanged, onto an NLA track below
+    (Blender evaluates the active action above every track, so it would hide the new one)."""
+    action, slot = new_pose_action(armature, frames, poses, name)
     animation = armature.animation_data or armature.animation_data_create()
     had_animation = animation.action is not None or len(animation.nla_tracks) > 0
     if animation.action is not None:
