@@ -1,0 +1,229 @@
+"""Aggregation of parsed samples into the contact objective, against hand-computed structure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from engine.constraints import (
+    CellPart,
+    ParsedCell,
+    ParsedRow,
+    ParsedSample,
+    artist_term,
+    constraint_key,
+    objective_from_samples,
+    sample_options,
+    summarize,
+)
+from engine.contacts_file import ContactsFile, TokenUsage
+from engine.objective import RegionPair
+from engine.regions import GROUND, REGION_BASES
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "schemas/contacts.schema.json").read_text())
+
+
+def part(text: str) -> CellPart:
+    """'hand' / 'left hand' / 'hands' / 'ground' -> CellPart (test shorthand)."""
+    words = text.split()
+    side = words[0] if words[0] in ("left", "right") else None
+    base = words[-1]
+    both = base.endswith("s") and base[:-1] in REGION_BASES
+    return CellPart(base[:-1] if both else base, side, both)
+
+
+def row(first: str, second: str) -> ParsedRow:
+    return ParsedRow(
+        ParsedCell(tuple(part(p.strip()) for p in first.split(","))),
+        ParsedCell(tuple(part(p.strip()) for p in second.split(","))),
+    )
+
+
+def sample(*rows: tuple[str, str]) -> ParsedSample:
+    parsed = tuple(row(a, b) for a, b in rows)
+    return ParsedSample(rows=parsed, empty=not parsed)
+
+
+def P(pa, ra, pb, rb) -> RegionPair:
+    return RegionPair(pa, ra, pb, rb)
+
+
+def as_sets(options):
+    """Options as a set of frozensets of frozensets (order-free comparison)."""
+    return {frozenset(frozenset(r) for r in option) for option in options}
+
+
+def test_two_people_unsided_row_has_both_orders_merged_into_one_row():
+    options, warnings = sample_options([row("head", "chest")], 2)
+    assert warnings == ()
+    # head(P1)-chest(P2) or, with the people swapped, chest(P1)-head(P2): one row, 2 alternatives
+    assert options == (((P(0, "chest", 1, "head"), P(0, "head", 1, "chest")),),)
+
+
+def test_two_people_part_named_twice_uses_both_sides_and_both_orders():
+    options, _ = sample_options([row("hand", "back"), row("hand", "stomach")], 2)
+    expected = set()
+    for first, second in (("left_hand", "right_hand"), ("right_hand", "left_hand")):
+        # order 1: P1's hands on P2's back and stomach
+        expected.add(frozenset({frozenset({P(0, first, 1, "back")}), frozenset({P(0, second, 1, "stomach")})}))
+        # order 2: P2's hands on P1's back and stomach
+        expected.add(frozenset({frozenset({P(0, "back", 1, first)}), frozenset({P(0, "stomach", 1, second)})}))
+    assert as_sets(options) == expected
+    assert len(options) == 4
+
+
+def test_two_people_plural_on_one_side_means_both_hands_touch():
+    options, _ = sample_options([row("hands", "shoulder")], 2)
+    # P2's single "shoulder" is one mention: the same side in both rows (2 choices) x 2 orders
+    expected = set()
+    for side in ("left", "right"):
+        shoulder = f"{side}_shoulder"
+        expected.add(frozenset({frozenset({P(0, "left_hand", 1, shoulder)}), frozenset({P(0, "right_hand", 1, shoulder)})}))
+        expected.add(frozenset({frozenset({P(0, shoulder, 1, "left_hand")}), frozenset({P(0, shoulder, 1, "right_hand")})}))
+    assert as_sets(options) == expected
+
+
+def test_two_people_explicit_side_is_respected_and_fixes_the_other_mention():
+    options, _ = sample_options([row("left hand", "back"), row("hand", "head")], 2)
+    expected = {
+        frozenset({frozenset({P(0, "left_hand", 1, "back")}), frozenset({P(0, "right_hand", 1, "head")})}),
+        frozenset({frozenset({P(0, "back", 1, "left_hand")}), frozenset({P(0, "head", 1, "right_hand")})}),
+    }
+    assert as_sets(options) == expected
+
+
+def test_two_people_alternatives_become_one_row_with_several_pairs():
+    options, _ = sample_options([row("hand", "back, waist (back)".replace("waist (back)", "waist_back"))], 2)
+    pairs = set(options[0][0])
+    assert len(options) == 1 and len(options[0]) == 1
+    assert pairs == {
+        P(0, f"{s}_hand", 1, b) for s in ("left", "right") for b in ("back", "waist_back")
+    } | {P(0, b, 1, f"{s}_hand") for s in ("left", "right") for b in ("back", "waist_back")}
+
+
+def test_two_people_sample_weight_is_mean_and_empty_samples_count_in_n():
+    samples = [sample(("hand", "back"))] * 3 + [sample()]
+    objective = objective_from_samples(samples, 2, lmm_weight=8.0)
+    assert not objective.backed_off
+    assert len(objective.terms) == 3
+    assert all(term.weight == pytest.approx(8.0 / 4) for term in objective.terms)
+
+
+def test_option_cap_drops_rows_with_a_warning():
+    rows = [row("hand", "foot")] + [row("arm", "leg") for _ in range(2)] + [row("shoulder", "foot")] * 4
+    options, warnings = sample_options(rows, 2, max_options=64)
+    assert len(options) <= 64
+    assert warnings and "dropped" in warnings[0]
+
+
+def test_one_person_threshold_f():
+    # "hand | head" named by 10 samples (kept at f=10), "foot | ground" by 9 (dropped)
+    samples = [sample(("hand", "head"), ("foot", "ground")) for _ in range(9)]
+    samples += [sample(("head", "hand"))]
+    samples += [sample(("leg", "leg")) for _ in range(10)]
+    objective = objective_from_samples(samples, 1, min_samples=10)
+    by_label = {term.label: term for term in objective.terms}
+    assert len(objective.terms) == 2
+    head = next(t for t in objective.terms if "head" in t.label)
+    assert head.weight == 1.0
+    assert head.options == (((P(0, "head", 0, "left_hand"), P(0, "head", 0, "right_hand")),),)
+    legs = next(t for t in objective.terms if "leg" in t.label)
+    # a part named twice on one body: left leg with right leg, never with itself
+    assert legs.options == (((P(0, "left_leg", 0, "right_leg"),),),)
+    assert not any("foot" in label for label in by_label)
+    lower = objective_from_samples(samples, 1, min_samples=9)
+    assert len(lower.terms) == 3
+    foot = next(t for t in lower.terms if "foot" in t.label)
+    assert foot.options == (((P(0, "left_foot", 0, GROUND), P(0, "right_foot", 0, GROUND)),),)
+
+
+def test_one_person_no_adjacent_segment_and_no_self_pair():
+    options, _ = sample_options([row("foot", "leg")], 1)
+    assert options == (((P(0, "left_foot", 0, "right_leg"), P(0, "left_leg", 0, "right_foot")),),)
+    options, _ = sample_options([row("back", "back")], 1)
+    assert options == ()
+    objective = objective_from_samples([sample(("back", "back"))] * 10, 1)
+    assert objective.terms == () and objective.notes
+
+
+def test_one_person_plural_makes_two_rows():
+    options, _ = sample_options([row("hands", "ground")], 1)
+    assert options == (((P(0, "left_hand", 0, GROUND),), (P(0, "right_hand", 0, GROUND),)),)
+
+
+def test_back_off_at_t_empty_samples():
+    full = [sample(("hand", "back"))] * 18
+    one_empty = objective_from_samples(full + [sample()], 2, empty_backoff=2)
+    assert not one_empty.backed_off and len(one_empty.terms) == 18
+    two_empty = objective_from_samples(full + [sample(), sample()], 2, empty_backoff=2)
+    assert two_empty.backed_off and two_empty.terms == ()
+    assert "2 of 20" in two_empty.notes[0]
+    assert objective_from_samples(full + [sample()] * 2, 2, empty_backoff=3).terms
+
+
+def test_disabled_key_drops_row_from_every_sample():
+    samples = [sample(("hand", "back"), ("head", "head"))] * 4
+    summary = summarize(samples, 2)
+    assert [(r.key, r.count) for r in summary] == [("back|hand", 4), ("head|head", 4)]
+    objective = objective_from_samples(samples, 2, disabled=frozenset({"head|head"}))
+    assert all("head" not in pair.region_a + pair.region_b for pair in objective.pairs())
+
+
+def test_summary_merges_person_orders_and_counts_each_sample_once():
+    samples = [
+        sample(("hand", "back"), ("hand", "back")),
+        sample(("back", "hand")),
+        sample(("foot", "foot")),
+    ]
+    summary = summarize(samples, 2)
+    assert [(r.key, r.count, r.num_samples) for r in summary] == [("back|hand", 2, 3), ("foot|foot", 1, 3)]
+    assert summary[0].person_a == 0 and summary[0].person_b == 1
+    assert constraint_key(row("hand", "back")) == constraint_key(row("back", "hand"))
+
+
+def test_artist_term_unsided_means_min_over_sides():
+    term = artist_term(0, "hand", 1, "left_shoulder", 5.0)
+    assert term.weight == 5.0 and term.source == "artist"
+    assert term.options == (((P(0, "left_hand", 1, "left_shoulder"), P(0, "right_hand", 1, "left_shoulder")),),)
+    ground = artist_term(1, GROUND, 0, "foot", 1.0)
+    assert set(ground.options[0][0]) == {P(0, "left_foot", 0, GROUND), P(0, "right_foot", 0, GROUND)}
+    with pytest.raises(ValueError):
+        artist_term(0, "back", 0, "back", 1.0)
+    with pytest.raises(ValueError):
+        artist_term(0, "tail", 1, "back", 1.0)
+
+
+def test_parsed_sample_round_trip_and_contacts_file_schema(tmp_path):
+    parsed = sample(("hands", "left shoulder"), ("back", "waist_front"))
+    assert ParsedSample.from_dict(parsed.to_dict()) == parsed
+    contacts = ContactsFile(
+        image_sha256="ab" * 32,
+        num_people=2,
+        model="gpt-4o",
+        base_url="http://127.0.0.1:1/v1",
+        prompt_id="two_people_v1",
+        samples_requested=1,
+        temperature=0.7,
+        max_tokens=500,
+        boxes=((0, 0, 10, 10),),
+        raw_responses=("| a | b |",),
+        samples=(parsed,),
+        summary=summarize([parsed], 2),
+        usage=TokenUsage(10, 5, 15),
+        created="2026-01-01T00:00:00Z",
+    )
+    jsonschema.validate(contacts.to_dict(), SCHEMA)
+    path = tmp_path / "contacts.json"
+    contacts.write(path)
+    assert ContactsFile.read(path) == contacts
+    assert [p.name for p in tmp_path.iterdir()] == ["contacts.json"]
+    bad = contacts.to_dict() | {"api_key": "x"}
+    with pytest.raises(ValueError, match="unknown keys"):
+        ContactsFile.from_dict(bad)
+    with pytest.raises(ValueError, match="schema version"):
+        ContactsFile.from_dict(contacts.to_dict() | {"schema_version": 2})
+    schema_bases = set(SCHEMA["$defs"]["part"]["properties"]["base"]["enum"])
+    assert schema_bases == set(REGION_BASES) | {GROUND}
