@@ -135,7 +135,8 @@ class EngineTask:
                 self.on_event(event)
 
     def _crash_message(self, code: int | None) -> str:
-        tail = " | ".join(line for line in list(self.process.tail)[-3:] if line.strip())
+        text = [line for line in self.process.tail if line.strip() and not line.lstrip().startswith("{")]
+        tail = " | ".join(text[-3:])
         return (
             f"{self.title} failed: the engine stopped unexpectedly (exit code {code}). "
             f"Last output: {tail or 'none'}. Full log: {self.log_path}"
