@@ -35,11 +35,15 @@ def test_engine_pose_written_as_keys_matches_engine_vertices(enabled_addon, tmp_
     from prosepose.prose_blender import bodies, keyframes, poses
 
     model = ["--model-file", str(_smplx_model(tmp_path, support))] if support else []
-    rig = tmp_path / "rig.npz"
     pose = tmp_path / "pose.npz"
-    subprocess.run([ENGINE_PYTHON, "-m", "engine", "rig", "--body", kind, *model, "--out", str(rig)], check=True, cwd=REPO_ROOT, capture_output=True)
     subprocess.run([ENGINE_PYTHON, str(REPO_ROOT / "tests" / "support" / "engine_pose_script.py"), "--body", kind, *model, "--seed", "1", "--out", str(pose)], check=True, cwd=REPO_ROOT)
-    assert bpy.ops.prosepose.add_body(rig_file=str(rig), name="Body") == {"FINISHED"}
+    prefs = bpy.context.preferences.addons["prosepose"].preferences
+    prefs.engine_python = ENGINE_PYTHON
+    if support:
+        prefs.smplx_model_folder = model[1]
+    # Add body asks the real engine for the rig (python -m engine rig) and caches it.
+    assert bpy.ops.prosepose.add_body(kind=kind, name="Body") == {"FINISHED"}
+    assert list((tmp_path / "cache" / "rigs").glob(f"rig-{kind}-*.npz"))
     armature = bpy.data.objects["Body"]
     info = bodies.body_info(armature)
     with np.load(pose) as data:
