@@ -82,7 +82,7 @@ _PART_COLUMN_WORDS = re.compile(r"(part|person|region|limb|p ?[12]\b|\b[ab]\b|bo
 _ALIGNMENT_CELL = re.compile(r"^\s*:?-+:?\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _CODE = re.compile(
-    r"[=;{}\[\]<>$\\@^~|]|\w\(|\(\s*['\"]|\bimport\b|\blambda\b|\bexec\b|\beval\b|\bos\.\w|"
+    r"[={}\[\]<>$\\@^~|]|\w\(|\(\s*['\"]|\bimport\b|\blambda\b|\bexec\b|\beval\b|\bos\.\w|"
     r"\.\w+\(|\bdef\b|\bsystem\b|\bsubprocess\b|\bprint\b"
 )
 _SIDE_PAREN = re.compile(r"(\w+)\s*\(\s*(front|back)\s*\)")
