@@ -26,7 +26,7 @@ from typing import Any
 @dataclass
 class ReceivedRequest:
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: dict[str, Any]
     raw_body: bytes
     time: float
@@ -95,7 +95,7 @@ class FakeOpenAIServer:
             body = {}
         with self._lock:
             self.received.append(
-                ReceivedRequest(handler.path, dict(handler.headers.items()), body, raw, time.monotonic())
+                ReceivedRequest(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body, raw, time.monotonic())
             )
         action = self._next_action()
         kind = action[0]
