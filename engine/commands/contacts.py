@@ -25,7 +25,7 @@ KEYLESS_PLACEHOLDER = "no-key"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.lmm.client import DEFAULT_BASE_URL, DEFAULT_MODEL
+    from engine.lmm import DEFAULT_BASE_URL, DEFAULT_MODEL
 
     parser.add_argument("image", help="reference image (JPEG, PNG, ...)")
     parser.add_argument("--people", type=int, choices=(1, 2), required=True, help="number of people")

@@ -21,10 +21,9 @@ from typing import Any, Callable
 import openai
 
 from engine.contacts_file import TokenUsage
+from engine.lmm import DEFAULT_BASE_URL, DEFAULT_MODEL
 from engine.lmm.prompts import Prompt
 
-DEFAULT_MODEL = "gpt-4o"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class LmmError(Exception):
