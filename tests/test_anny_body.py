@@ -1,0 +1,109 @@
+"""AnnyBody against Anny's own forward pass, and its rest frames (Blender bone convention)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.body import BodyModelError, load_body
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body("anny")
+
+
+@pytest.fixture(scope="module")
+def anny_reference():
+    import anny
+
+    model = anny.Anny(skinning_method="lbs")
+    # Reference orientations = rest orientations: Anny's "local-bone" parameterisation then
+    # is Blender's (a local rotation is a rotation in the bone's own rest frame).
+    model.reference_bone_orientations = None
+    return model
+
+
+def _random_rotations(generator: torch.Generator, batch: int, joints: int, scale: float) -> torch.Tensor:
+    import roma
+
+    rotvec = torch.randn(batch, joints, 3, generator=generator, dtype=torch.float64) * scale
+    return roma.rotvec_to_rotmat(rotvec)
+
+
+def test_forward_matches_anny(body, anny_reference):
+    generator = torch.Generator().manual_seed(1)
+    batch, joints = 2, len(body.joint_names)
+    rotations = _random_rotations(generator, batch, joints, 0.4)
+    translation = torch.randn(batch, 3, generator=generator, dtype=torch.float64) * 0.3
+    shape = torch.rand(batch, 6, generator=generator, dtype=torch.float64)
+    ours = body.forward(rotations.float(), translation.float(), shape.float())
+
+    zeros = torch.zeros(1, 0, dtype=torch.float64)
+    coefficients = anny_reference._get_phenotype_blendshape_coefficients(shape, zeros, zeros)
+    rest = anny_reference.get_rest_model(coefficients)["rest_bone_poses"]
+    deltas = torch.eye(4, dtype=torch.float64).repeat(batch, joints, 1, 1)
+    deltas[:, :, :3, :3] = rotations
+    # Anny's root delta is the root's world pose; ours is a rotation and an offset in its rest frame.
+    root_rest = rest[:, 0]
+    deltas[:, 0, :3, :3] = root_rest[:, :3, :3] @ rotations[:, 0]
+    deltas[:, 0, :3, 3] = root_rest[:, :3, 3] + (root_rest[:, :3, :3] @ translation[:, :, None])[..., 0]
+    theirs = anny_reference.forward(
+        pose_parameters=deltas, phenotype_kwargs=shape, pose_parameterization="local-bone"
+    )
+    assert (ours.vertices.double() - theirs["vertices"]).abs().max() < 1e-5
+    assert (ours.joints.double() - theirs["bone_poses"][:, :, :3, 3]).abs().max() < 1e-5
+
+    vertex_ids = torch.arange(0, body.num_vertices, 7)
+    subset = body.forward(rotations.float(), translation.float(), shape.float(), vertex_ids)
+    assert (subset.vertices.double() - theirs["vertices"][:, vertex_ids]).abs().max() < 1e-5
+
+
+def test_root_translation_moves_everything(body):
+    batch, joints = 1, len(body.joint_names)
+    rotations = torch.eye(3).repeat(batch, joints, 1, 1)
+    shape = body.default_shape().unsqueeze(0)
+    offset = torch.tensor([[0.3, -0.2, 1.1]])
+    still = body.forward(rotations, torch.zeros(1, 3), shape)
+    moved = body.forward(rotations, offset, shape)
+    assert torch.allclose(moved.vertices - still.vertices, offset.expand_as(still.vertices), atol=1e-5)
+    assert torch.allclose(moved.joints - still.joints, offset.expand_as(still.joints), atol=1e-5)
+
+
+def test_identity_pose_is_rest_and_gradients_flow(body):
+    joints = len(body.joint_names)
+    shape = torch.full((1, 6), 0.3, requires_grad=True)
+    rotations = torch.eye(3).repeat(1, joints, 1, 1).requires_grad_(True)
+    output = body.forward(rotations, torch.zeros(1, 3), shape)
+    assert torch.allclose(output.vertices, body.rest_vertices(shape), atol=1e-5)
+    output.vertices.sum().backward()
+    assert shape.grad is not None and shape.grad.abs().sum() > 0
+    assert rotations.grad is not None and rotations.grad.abs().sum() > 0
+
+
+def test_rest_frames_follow_blender_bone_convention(body):
+    frames = body.rest_joint_frames(body.default_shape().unsqueeze(0))[0].double()
+    rotations = frames[:, :3, :3]
+    identity = torch.eye(3, dtype=torch.float64).expand_as(rotations)
+    assert (rotations.transpose(-1, -2) @ rotations - identity).abs().max() < 1e-5
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(len(rotations), dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(rotations[0], torch.eye(3, dtype=torch.float64), atol=1e-6)
+    # Each bone with a single child at a distance aims its Y axis at that child (within 10 degrees).
+    heads = frames[:, :3, 3]
+    for joint in range(1, len(body.parents)):
+        children = [c for c, p in enumerate(body.parents) if p == joint]
+        if len(children) != 1:
+            continue
+        direction = heads[children[0]] - heads[joint]
+        if direction.norm() < 0.005:
+            continue
+        cosine = torch.dot(direction / direction.norm(), rotations[joint][:, 1])
+        assert cosine > np.cos(np.radians(10)), body.joint_names[joint]
+
+
+def test_unknown_kind_and_model_file_for_anny_are_clear_errors():
+    with pytest.raises(BodyModelError, match="unknown body model 'smpl'"):
+        load_body("smpl")
+    with pytest.raises(BodyModelError, match="built in"):
+        load_body("anny", model_path="x.npz")
