@@ -92,8 +92,9 @@ class CellPart:
         """Readable name for lists: "hand", "left hand", "both hands", "waist (front)"."""
         words = self.base.replace("_front", " (front)").replace("_back", " (back)")
         if self.both_sides:
-            plural = "feet" if words == "foot" else f"{words}s"
-            return f"both {plural}"
+            noun, _, qualifier = words.partition(" ")
+            plural = "feet" if noun == "foot" else f"{noun}s"
+            return f"both {plural} {qualifier}".rstrip()
         if self.side is not None:
             return f"{self.side} {words}"
         return words

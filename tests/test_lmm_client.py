@@ -141,6 +141,13 @@ def test_client_errors_are_not_retried(image_path):
     assert len(server.received) == 1
 
 
+def test_quota_exhausted_is_not_retried(image_path):
+    with FakeOpenAIServer(default=("status", 429, {"Retry-After": "30"}, "insufficient_quota")) as server:
+        with pytest.raises(LmmError, match="quota"):
+            sample_responses(_request(image_path, 2), _settings(server), SECRET)
+    assert len(server.received) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # The CLI in a subprocess
 
