@@ -181,6 +181,10 @@ def test_summary_merges_person_orders_and_counts_each_sample_once():
     summary = summarize(samples, 2)
     assert [(r.key, r.count, r.num_samples) for r in summary] == [("back|hand", 2, 3), ("foot|foot", 1, 3)]
     assert summary[0].person_a == 0 and summary[0].person_b == 1
+    assert summary[0].part_a == "back" and summary[0].regions_b == ("left_hand", "right_hand")
+    one = summarize([sample(("left hand", "back, waist_back"), ("hands", "ground"))], 1)
+    regions = {(r.regions_a, r.regions_b) for r in one}
+    assert regions == {(("waist_back", "back"), ("left_hand",)), (("left_hand", "right_hand"), (GROUND,))}
     assert constraint_key(row("hand", "back")) == constraint_key(row("back", "hand"))
 
 
