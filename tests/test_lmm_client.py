@@ -141,6 +141,13 @@ def test_client_errors_are_not_retried(image_path):
     assert len(server.received) == 1
 
 
+def test_quota_exhausted_is_not_retried(image_path):
+    with FakeOpenAIServer(default=("status", 429, {"Retry-After": "30"}, "insufficient_quota")) as server:
+        with pytest.raises(LmmError, match="quota"):
+            sample_responses(_request(image_path, 2), _settings(server), SECRET)
+    assert len(server.received) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # The CLI in a subprocess
 
@@ -161,6 +168,27 @@ def _run_cli(args: list[str], tmp_path: Path, key: str | None = SECRET) -> subpr
     )
 
 
+@pytest.fixture
+def run_main(monkeypatch, capsys, tmp_path):
+    """The same command through ``engine.cli.main`` in this process (no interpreter start-up):
+    used where a subprocess adds nothing but time."""
+
+    def run(args: list[str], key: str | None = SECRET) -> subprocess.CompletedProcess:
+        from engine.cli import main
+
+        for name in [name for name in os.environ if name.startswith("OPENAI")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        if key is not None:
+            monkeypatch.setenv("OPENAI_API_KEY", key)
+        capsys.readouterr()
+        code = main(["contacts", *args])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
 def _lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -169,7 +197,7 @@ def _all_files_text(folder: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
 
 
-def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
+def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path, run_main):
     cache = tmp_path / "cache"
     out = tmp_path / "contacts.json"
     texts = [case.text for case in CASES if case.name in ("clean_hug", "plural_hands", "draft_then_final_table")]
@@ -181,7 +209,7 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
         assert first.returncode == 0, first.stdout + first.stderr
         assert len(server.received) == 1
         out.unlink()
-        second = _run_cli(args, tmp_path)
+        second = run_main(args)
         assert second.returncode == 0, second.stdout + second.stderr
         assert len(server.received) == 1  # the cache answered: zero new requests
     lines = _lines(first.stdout)
@@ -208,20 +236,20 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
         assert SECRET not in text
 
 
-def test_cli_corrupt_cache_entry_is_rewritten_and_no_cache_bypasses(image_path, tmp_path):
+def test_cli_corrupt_cache_entry_is_rewritten_and_no_cache_bypasses(image_path, tmp_path, run_main):
     cache = tmp_path / "cache"
     out = tmp_path / "contacts.json"
     with FakeOpenAIServer() as server:
         args = [str(image_path), "--people", "1", "--samples", "2", "--base-url", server.base_url,
                 "--cache-dir", str(cache), "-o", str(out)]
-        assert _run_cli(args, tmp_path).returncode == 0
+        assert run_main(args).returncode == 0
         [entry] = list(cache.glob("*.json"))
         entry.write_text("{ this is not json")
-        again = _run_cli(args, tmp_path)
+        again = run_main(args)
         assert again.returncode == 0, again.stdout
         assert len(server.received) == 2
         assert json.loads(entry.read_text())["texts"]
-        assert _run_cli(args + ["--no-cache"], tmp_path).returncode == 0
+        assert run_main(args + ["--no-cache"]).returncode == 0
         assert len(server.received) == 3
     assert json.loads(out.read_text())["summary"][0]["key"] == "hand|head"
 
@@ -243,12 +271,12 @@ def test_cli_all_retries_failing_exits_with_one_error_line_and_no_file(image_pat
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_cli_missing_key_for_openai_and_bad_image(tmp_path, image_path):
+def test_cli_missing_key_for_openai_and_bad_image(tmp_path, image_path, run_main):
     out = tmp_path / "contacts.json"
-    result = _run_cli([str(image_path), "--people", "2", "-o", str(out)], tmp_path, key=None)
+    result = run_main([str(image_path), "--people", "2", "-o", str(out)], key=None)
     assert result.returncode == 2 and "OPENAI_API_KEY" in _lines(result.stdout)[0]["message"]
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello")
-    result = _run_cli([str(bad), "--people", "2", "--base-url", "http://127.0.0.1:9/v1", "-o", str(out)], tmp_path)
+    result = run_main([str(bad), "--people", "2", "--base-url", "http://127.0.0.1:9/v1", "-o", str(out)])
     assert result.returncode == 2 and "not an image" in _lines(result.stdout)[0]["message"]
     assert not out.exists()

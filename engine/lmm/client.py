@@ -148,6 +148,11 @@ class _Caller:
                 texts, usage = self._read(response)
                 return texts, usage
             except openai.RateLimitError as error:
+                if getattr(error, "code", None) == "insufficient_quota":
+                    raise LmmError(
+                        f"the endpoint {settings.base_url} says the account's quota is used up "
+                        "(HTTP 429 insufficient_quota): add credit or use another key or endpoint"
+                    ) from None
                 last = _describe(error) + " (rate limited)"
                 wait_s = _retry_after_s(error)
             except openai.BadRequestError as error:

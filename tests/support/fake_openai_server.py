@@ -6,7 +6,7 @@ it over real sockets. Each test scripts it: a list of actions consumed one per r
 
 Actions:
     ("choices", k)       200 with k choices (k=None: as many as the request's n)
-    ("status", code, headers)   an error status with a JSON error body
+    ("status", code, headers[, error_code])   an error status with a JSON error body
     ("sleep", seconds)   wait, then answer like ("choices", None) (to provoke timeouts)
     ("malformed",)       200, JSON content type, a body that is not JSON
     ("drop",)            close the connection without answering
@@ -109,7 +109,9 @@ class FakeOpenAIServer:
         if kind == "status":
             code = action[1]
             headers = action[2] if len(action) > 2 else {}
-            payload = json.dumps({"error": {"message": f"scripted {code}", "type": "test"}}).encode()
+            error_code = action[3] if len(action) > 3 else None
+            error = {"message": f"scripted {code}", "type": "test", "code": error_code}
+            payload = json.dumps({"error": error}).encode()
             self._send(handler, code, payload, headers)
             return
         if kind == "sleep":
