@@ -1,7 +1,7 @@
 """Print the cost of one body forward pass (the optimizer's inner step): B bodies, a few
 thousand requested vertices, with and without a gradient through the shape.
 
-usage: python tools/benchmark_body_forward.py [--body anny|smplx] [--model-file F]
+usage: python benchmarks/body_forward.py [--body anny|smplx] [--model-file F]
        [--batch 2] [--vertices 3000] [--repeats 50]
 
 Reports the best of five timing rounds (the machine may be shared)."""
