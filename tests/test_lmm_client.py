@@ -99,6 +99,18 @@ def test_n_ignored_rest_as_single_requests(image_path):
     assert result.usage.prompt_tokens == 500 and result.usage.total_tokens == 600
 
 
+def test_n_refused_with_400_falls_back_to_single_requests(image_path):
+    with FakeOpenAIServer(script=[("status", 400, {})]) as server:
+        result = sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received][0] == 3
+    assert sorted(request.body["n"] for request in server.received[1:]) == [1, 1, 1]
+    assert len(result.texts) == 3
+    with FakeOpenAIServer(default=("status", 400, {})) as server:
+        with pytest.raises(LmmError, match="HTTP 400"):
+            sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received] == [3, 1]
+
+
 def test_429_with_retry_after_then_success(image_path):
     script = [("status", 429, {"Retry-After": "1"})]
     with FakeOpenAIServer(script=script) as server:

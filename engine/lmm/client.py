@@ -2,7 +2,8 @@
 LM Studio, OpenRouter, ...) with the ``openai`` package.
 
 One request asks for all N samples (``n=N``); endpoints that ignore ``n`` answer with fewer
-choices, and the rest are asked as concurrent single requests. The package's own retries are
+choices, and the rest are asked as concurrent single requests (also when an endpoint refuses
+``n`` with HTTP 400). The package's own retries are
 off (``max_retries=0``): this module retries 429 (honouring Retry-After), 5xx, timeouts,
 dropped connections and unreadable answers itself with exponential backoff, so the wait and
 the final message are under its control. The API key is passed to the package only; it is
@@ -28,6 +29,10 @@ from engine.lmm.prompts import Prompt
 
 class LmmError(Exception):
     """The endpoint could not give the samples; the message says what to do."""
+
+
+class RequestRejected(LmmError):
+    """HTTP 400: the endpoint refused the request itself (retrying it unchanged is useless)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ class _Caller:
                     # Newer OpenAI models take max_completion_tokens instead of max_tokens.
                     self.use_max_completion_tokens = True
                     continue
-                raise LmmError(
+                raise RequestRejected(
                     f"the endpoint {settings.base_url} rejected the request (HTTP 400): "
                     f"{message[:300]}; check --model and that it accepts images"
                 ) from None
@@ -244,7 +249,14 @@ def sample_responses(
                         on_sample(len(texts), total)
             usage = usage + new_usage
 
-    first_texts, first_usage = caller.complete(request, total)
+    try:
+        first_texts, first_usage = caller.complete(request, total)
+    except RequestRejected:
+        if total == 1:
+            raise
+        # Some endpoints refuse n > 1 outright: one single request shows whether the request
+        # itself is the problem (then its error is final), the rest follow as below.
+        first_texts, first_usage = caller.complete(request, 1)
     record(first_texts, first_usage)
     missing = total - len(texts)
     if missing > 0:
