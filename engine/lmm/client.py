@@ -110,6 +110,8 @@ def _describe(error: Exception) -> str:
     if isinstance(error, openai.APIResponseValidationError):
         return "the answer was not a valid chat completion"
     if isinstance(error, ValueError):
+        if str(error).startswith("not a chat completion"):
+            return "the answer was JSON but not a chat completion"
         return "the answer was not valid JSON"
     return f"the answer was not a chat completion ({type(error).__name__})"
 
@@ -150,8 +152,7 @@ class _Caller:
                     temperature=request.temperature,
                     **token_limit,
                 )
-                texts, usage = self._read(response)
-                return texts, usage
+                return self._read(response)
             except openai.RateLimitError as error:
                 if getattr(error, "code", None) == "insufficient_quota":
                     raise LmmError(
@@ -188,9 +189,8 @@ class _Caller:
                     ) from None
                 last = _describe(error)
                 wait_s = _retry_after_s(error)
-            except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as error:
-                # ValueError covers a body that is not JSON; the others a JSON body that is
-                # not a chat completion.
+            except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError) as error:
+                # ValueError: a body that is not JSON, or JSON that is not a chat completion
                 last = _describe(error)
                 wait_s = None
             if attempt == settings.retries:
@@ -205,20 +205,25 @@ class _Caller:
 
     @staticmethod
     def _read(response: Any) -> tuple[list[str], TokenUsage]:
-        choices = response.choices
-        if not isinstance(choices, list):
-            raise TypeError("choices is not a list")
-        texts = []
-        for choice in sorted(choices, key=lambda c: getattr(c, "index", 0) or 0):
-            content = choice.message.content
-            texts.append(content if isinstance(content, str) else "")
-        usage = response.usage
-        if usage is None:
-            return texts, TokenUsage()
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0)
-        total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
-        return texts, TokenUsage(prompt, completion, total)
+        """Texts and usage of a completion; ValueError when it is not shaped like one (the
+        package does not validate answers, so a JSON body of any shape reaches here)."""
+        try:
+            choices = response.choices
+            if not isinstance(choices, list):
+                raise ValueError("not a chat completion: choices is not a list")
+            texts = []
+            for choice in sorted(choices, key=lambda c: getattr(c, "index", 0) or 0):
+                content = choice.message.content if choice.message is not None else None
+                texts.append(content if isinstance(content, str) else "")
+            usage = getattr(response, "usage", None)
+            if usage is None:
+                return texts, TokenUsage()
+            prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion = int(getattr(usage, "completion_tokens", 0) or 0)
+            total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
+            return texts, TokenUsage(prompt, completion, total)
+        except (AttributeError, TypeError, KeyError) as error:
+            raise ValueError(f"not a chat completion: {error}") from None
 
 
 def sample_responses(
