@@ -118,6 +118,7 @@ class ContactsTask(EngineTask):
             "contacts", str(self.image), "--people", str(self.people),
             "--samples", str(lmm.samples), "--temperature", repr(float(lmm.temperature)),
             "--api-key-env", lmm.api_key_env or "OPENAI_API_KEY",
+            "--retries", str(lmm.retries), "--timeout", repr(float(lmm.timeout_s)),
             "--cache-dir", str(self.settings.work_dir() / "lmm-cache"),
             "-o", str(self.out_path),
         ]

@@ -24,6 +24,8 @@ class ProsePreferences(bpy.types.AddonPreferences):
     lmm_api_key_env: StringProperty(name="Key variable", description="Environment variable holding the API key when the field above is empty", default="OPENAI_API_KEY")
     lmm_samples: IntProperty(name="Samples", description="How many answers to ask the language model for (the paper uses 20)", min=1, max=100, default=20)
     lmm_temperature: FloatProperty(name="Temperature", description="Sampling temperature of the language model (the paper uses 0.7)", min=0.0, max=2.0, default=0.7)
+    lmm_retries: IntProperty(name="Retries", description="How often a failed or rate-limited request is tried again", min=0, max=10, default=4)
+    lmm_timeout: FloatProperty(name="Timeout", description="Seconds to wait for one answer of the language model", min=1.0, max=1200.0, default=120.0, unit="TIME_ABSOLUTE")
     cache_folder: StringProperty(name="Cache folder", description="Folder for rigs, jobs, results, contacts, logs and the language-model cache (empty: system temporary folder)", subtype="DIR_PATH")
 
     def draw(self, context):
@@ -52,6 +54,9 @@ class ProsePreferences(bpy.types.AddonPreferences):
         row = lmm.row()
         row.prop(self, "lmm_samples")
         row.prop(self, "lmm_temperature")
+        row = lmm.row()
+        row.prop(self, "lmm_retries")
+        row.prop(self, "lmm_timeout")
 
 
 def preferences(context=None) -> ProsePreferences | None:
@@ -78,6 +83,8 @@ def engine_settings(context=None) -> EngineSettings:
             api_key_env=prefs.lmm_api_key_env or "OPENAI_API_KEY",
             samples=prefs.lmm_samples,
             temperature=prefs.lmm_temperature,
+            retries=prefs.lmm_retries,
+            timeout_s=prefs.lmm_timeout,
         ),
         online_access=online,
     )

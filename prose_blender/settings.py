@@ -26,6 +26,8 @@ class LmmSettings:
     api_key_env: str = "OPENAI_API_KEY"
     samples: int = 20
     temperature: float = 0.7
+    retries: int = 4
+    timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,15 @@ class CheckEngineTask(EngineTask):
         self.info: dict = {}
 
     def commands(self):
-        return [self.engine_argv("info")]
+        argv = ["info"]
+        if self.settings.smplx_model_folder:
+            from .body_task import smplx_model_file
+
+            try:
+                argv += ["--model-file", str(smplx_model_file(self.settings, "NEUTRAL"))]
+            except ProseError as error:
+                self.messages.append(Message("WARNING", str(error)))
+        return [self.engine_argv(*argv)]
 
     def on_event(self, event):
         if event.get("event") == "info":
@@ -217,7 +225,11 @@ class CheckEngineTask(EngineTask):
             raise ProseError("The engine answered without its info line: update the engine environment")
 
     def apply(self, context):
-        summary = ", ".join(f"{k}: {v}" for k, v in self.info.items() if k != "event" and not isinstance(v, (dict, list)))
+        parts = [f"{k}: {v}" for k, v in self.info.items() if k != "event" and not isinstance(v, (dict, list))]
+        bodies = self.info.get("bodies", {})
+        if isinstance(bodies, dict):
+            parts += [f"{name}: {'ok' if entry.get('ok') else 'unavailable'}" for name, entry in bodies.items() if isinstance(entry, dict)]
+        summary = ", ".join(parts)
         runtime.last_engine_info = summary
         self.messages.append(Message("INFO", f"Engine OK ({summary})"))
 
@@ -227,12 +239,13 @@ class EnvironmentTask(EngineTask):
 
     title = "Create engine environment"
 
-    def __init__(self, settings: EngineSettings, folder: Path):
+    def __init__(self, settings: EngineSettings, folder: Path, requirements: Path = ENGINE_REQUIREMENTS):
         super().__init__(settings)
         self.folder = Path(folder)
+        self.requirements = Path(requirements)
         self._requirements = [
             line.split("==")[0].strip()
-            for line in ENGINE_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+            for line in self.requirements.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
         self._installed = 0
@@ -245,7 +258,7 @@ class EnvironmentTask(EngineTask):
     def commands(self):
         return [
             [sys.executable, "-m", "venv", str(self.folder)],
-            [str(self.interpreter_path), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", "-r", str(ENGINE_REQUIREMENTS)],
+            [str(self.interpreter_path), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", "-r", str(self.requirements)],
         ]
 
     def _launch(self):

@@ -56,3 +56,31 @@ def test_engine_pose_written_as_keys_matches_engine_vertices(enabled_addon, tmp_
     error = np.abs(evaluated_world_vertices(armature.children[0]) - expected).max()
     print(f"{kind}: max vertex error {error:.2e} m over {len(expected)} vertices")
     assert error < 1e-4
+
+
+def test_check_engine_reports_the_engine(enabled_addon):
+    from prosepose.prose_blender import runtime
+
+    bpy.context.preferences.addons["prosepose"].preferences.engine_python = ENGINE_PYTHON
+    assert bpy.ops.prosepose.check_engine() == {"FINISHED"}
+    assert "engine_version" in runtime.last_engine_info and "anny: ok" in runtime.last_engine_info
+
+
+def test_create_environment_runs_venv_and_pip_and_reports_pip_failures(enabled_addon, tmp_path):
+    from prosepose.prose_blender.preferences import engine_settings, preferences
+    from prosepose.prose_blender.tasks import EnvironmentTask, TaskState
+
+    # A requirements file pip can satisfy offline (nothing to install) and one it cannot.
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    task = EnvironmentTask(engine_settings(), tmp_path / "env", empty)
+    assert task.run_blocking(timeout_s=300) is TaskState.SUCCEEDED, task.messages
+    assert task.finish(bpy.context)
+    assert preferences().engine_python == str(tmp_path / "env" / "bin" / "python")
+    log = (tmp_path / "cache" / "engine.log").read_text()
+    assert "-m venv" in log and "pip install" in log
+    broken = tmp_path / "broken.txt"
+    broken.write_text(f"{tmp_path / 'no-such-package-1.0-py3-none-any.whl'}\n")
+    failing = EnvironmentTask(engine_settings(), tmp_path / "env", broken)
+    assert failing.run_blocking(timeout_s=300) is TaskState.FAILED
+    assert "pip install failed" in failing.messages[-1].text and "engine.log" in failing.messages[-1].text
