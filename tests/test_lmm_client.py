@@ -99,6 +99,18 @@ def test_n_ignored_rest_as_single_requests(image_path):
     assert result.usage.prompt_tokens == 500 and result.usage.total_tokens == 600
 
 
+def test_n_refused_with_400_falls_back_to_single_requests(image_path):
+    with FakeOpenAIServer(script=[("status", 400, {})]) as server:
+        result = sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received][0] == 3
+    assert sorted(request.body["n"] for request in server.received[1:]) == [1, 1, 1]
+    assert len(result.texts) == 3
+    with FakeOpenAIServer(default=("status", 400, {})) as server:
+        with pytest.raises(LmmError, match="HTTP 400"):
+            sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received] == [3, 1]
+
+
 def test_429_with_retry_after_then_success(image_path):
     script = [("status", 429, {"Retry-After": "1"})]
     with FakeOpenAIServer(script=script) as server:
@@ -110,8 +122,8 @@ def test_429_with_retry_after_then_success(image_path):
 
 @pytest.mark.parametrize(
     "failure",
-    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("drop",), ("sleep", 1.5)],
-    ids=["500", "503", "malformed_json", "dropped_connection", "timeout"],
+    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 1.5)],
+    ids=["500", "503", "malformed_json", "json_not_a_completion", "dropped_connection", "timeout"],
 )
 def test_transient_failure_then_success(image_path, failure):
     with FakeOpenAIServer(script=[failure]) as server:
@@ -122,8 +134,14 @@ def test_transient_failure_then_success(image_path, failure):
 
 @pytest.mark.parametrize(
     "failure, words",
-    [(("malformed",), "not valid JSON"), (("sleep", 1.0), "timed out"), (("status", 500, {}), "HTTP 500")],
-    ids=["malformed_json", "timeout", "500"],
+    [
+        (("malformed",), "not valid JSON"),
+        (("wrong_shape",), "not a chat completion"),
+        (("sleep", 1.0), "timed out"),
+        (("status", 500, {}), "HTTP 500"),
+        (("drop",), "dropped"),
+    ],
+    ids=["malformed_json", "json_not_a_completion", "timeout", "500", "dropped_connection"],
 )
 def test_all_retries_failing_gives_a_clear_error(image_path, failure, words):
     with FakeOpenAIServer(default=failure) as server:

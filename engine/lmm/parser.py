@@ -352,8 +352,22 @@ def _choose_columns(table: _Table) -> tuple[int, int] | None:
     return min(ranked), max(ranked)
 
 
+def _split_adjacent_tables(block: list[str]) -> list[list[str]]:
+    """Two tables with no blank line between them: a new one starts at each header row (one
+    with header words) followed by an alignment row, after the first."""
+    starts = [0]
+    for index in range(2, len(block)):
+        if (
+            index - 1 > starts[-1] + 1
+            and _is_alignment(_split_cells(block[index]))
+            and _HEADER_WORDS.search(block[index - 1].lower())
+        ):
+            starts.append(index - 1)
+    return [block[a:b] for a, b in zip(starts, starts[1:] + [len(block)])]
+
+
 def _find_table(text: str) -> tuple[_Table | None, list[DroppedRow]]:
-    blocks = _blocks(text)
+    blocks = [part for block in _blocks(text) for part in _split_adjacent_tables(block)]
     stripped = text.rstrip()
     tables: list[_Table] = []
     for block in blocks:

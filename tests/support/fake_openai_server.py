@@ -9,6 +9,7 @@ Actions:
     ("status", code, headers[, error_code])   an error status with a JSON error body
     ("sleep", seconds)   wait, then answer like ("choices", None) (to provoke timeouts)
     ("malformed",)       200, JSON content type, a body that is not JSON
+    ("wrong_shape",)     200, valid JSON that is not a chat completion
     ("drop",)            close the connection without answering
 """
 
@@ -105,6 +106,9 @@ class FakeOpenAIServer:
             return
         if kind == "malformed":
             self._send(handler, 200, b'{"id": "x", "choices": [ {"index": 0, "mess', {})
+            return
+        if kind == "wrong_shape":
+            self._send(handler, 200, b'{"choices": "none today", "usage": 7}', {})
             return
         if kind == "status":
             code = action[1]
