@@ -8,7 +8,7 @@ REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt | sha256su
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 
-.PHONY: venv test test-engine test-blender demo zip clean
+.PHONY: venv test test-engine test-blender demo zip smoke-42 clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,22 @@ demo: venv
 zip: venv
 	mkdir -p dist
 	$(VPY) tools/build_extension.py --out dist
+
+# Blender 4.2 LTS smoke run: registration, bodies, keyframe write-back (4.2's fcurves API),
+# region display, panels, zip install and engine failure handling, on bpy 4.2.0.
+VENV42 := .venv-42
+STAMP42 := $(VENV42)/.installed-$(shell sha256sum requirements/smoke-42.txt | cut -c1-16)
+SMOKE42_TESTS := tests/test_addon_registration.py tests/test_blender_bodies.py tests/test_blender_panels.py \
+	tests/test_blender_extension_zip.py tests/test_blender_engine_failures.py
+
+$(STAMP42): requirements/smoke-42.txt
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --disable-pip-version-check -q -r requirements/smoke-42.txt
+	rm -f $(VENV42)/.installed-*
+	touch $(STAMP42)
+
+smoke-42: $(STAMP42)
+	$(VENV42)/bin/python -m pytest -q $(SMOKE42_TESTS)
 
 clean:
 	rm -rf dist build $(OUT) .pytest_cache

@@ -1,15 +1,15 @@
 """Thin operators: they turn their properties into settings and call prose_blender."""
 
-import bpy
+from . import contacts, engine_setup, refine, subjects
 
-classes = ()
+_MODULES = (engine_setup, subjects, contacts, refine)
 
 
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    for module in _MODULES:
+        module.register()
 
 
 def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    for module in reversed(_MODULES):
+        module.unregister()

@@ -1,15 +1,15 @@
 """Sidebar panels and lists: they only draw."""
 
-import bpy
+from . import sidebar
 
-classes = ()
+_MODULES = (sidebar,)
 
 
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    for module in _MODULES:
+        module.register()
 
 
 def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    for module in reversed(_MODULES):
+        module.unregister()

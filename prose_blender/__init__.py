@@ -1,7 +1,9 @@
 """Blender-side logic (imports bpy, never torch): properties, preferences, body import,
 scene <-> job files, engine process runner, keyframe write-back, region display."""
 
-_SUBMODULES = ()
+from . import preferences, properties, runtime
+
+_SUBMODULES = (runtime, properties, preferences)
 
 
 def register():

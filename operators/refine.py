@@ -1,0 +1,89 @@
+"""Refine the pose against the contacts, export the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper
+
+from ..prose_blender import amass
+from ..prose_blender.preferences import engine_settings
+from ..prose_blender.refine import RefineRequest, RefineTask
+from ..prose_blender.settings import ProseError
+from .task_operator import TaskOperatorMixin
+
+
+def refine_request(scene) -> RefineRequest:
+    prose = scene.prose
+    if prose.frame_mode == "RANGE":
+        if prose.frame_end < prose.frame_start:
+            raise ProseError("The frame range ends before it starts")
+        frames = tuple(range(prose.frame_start, prose.frame_end + 1))
+    else:
+        frames = (scene.frame_current,)
+    return RefineRequest(frames, prose.contact_strength, prose.stay_close_strength, prose.iterations)
+
+
+class PROSEPOSE_OT_refine(TaskOperatorMixin, bpy.types.Operator):
+    """Pull the enabled contacts' regions together while staying close to the current pose (runs the engine in the background; Esc cancels). The result goes into a new action on its own NLA track"""
+
+    bl_idname = "prosepose.refine"
+    bl_label = "Refine"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        prose = context.scene.prose
+        return super().poll(context) and prose.person_1 is not None and any(c.enabled for c in prose.contacts)
+
+    def create_task(self, context):
+        return RefineTask(engine_settings(context), context.scene, refine_request(context.scene))
+
+
+class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
+    """Export a subject's pose (current frame or frame range) as AMASS-style SMPL-X parameters (.npz), with a JSON of the contacts used"""
+
+    bl_idname = "prosepose.export_smplx"
+    bl_label = "Export SMPL-X parameters"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    person: IntProperty(name="Person", description="Which subject to export", min=1, max=2, default=1)
+    write_contacts: BoolProperty(name="Contacts JSON", description="Also write the enabled contacts next to the file (.contacts.json)", default=True)
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.prose.person_1 is not None
+
+    def execute(self, context):
+        scene = context.scene
+        armature = scene.prose.person_1 if self.person == 1 else scene.prose.person_2
+        if armature is None:
+            self.report({"ERROR"}, f"Person {self.person} is not set")
+            return {"CANCELLED"}
+        path = Path(self.filepath)
+        contacts = path.with_suffix(".contacts.json") if self.write_contacts else None
+        try:
+            frames = list(refine_request(scene).frames)
+            amass.export_clip(scene, armature, frames, path, contacts)
+        except (ProseError, OSError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {path}")
+        return {"FINISHED"}
+
+
+classes = (PROSEPOSE_OT_refine, PROSEPOSE_OT_export_smplx)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

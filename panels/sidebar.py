@@ -1,0 +1,166 @@
+"""The "ProsePose" tab of the 3D Viewport sidebar. Panels and lists only draw."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..prose_blender import runtime
+
+
+class ProsePanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "ProsePose"
+
+
+def _draw_task(layout, title: str) -> None:
+    task = runtime.active_task()
+    if task is not None and task.title == title:
+        layout.progress(factor=task.progress, type="BAR", text=task.status_text)
+        layout.label(text="Esc cancels", icon="CANCEL")
+
+
+class PROSEPOSE_UL_contacts(bpy.types.UIList):
+    """Contacts: enabled, the pair, how many samples named it, weight"""
+
+    bl_idname = "PROSEPOSE_UL_contacts"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        if item.person_a == item.person_b:
+            text = f"P{item.person_a} {item.part_a} - {item.part_b}"
+        else:
+            text = f"P{item.person_a} {item.part_a} - P{item.person_b} {item.part_b}"
+        row.label(text=text, icon="LIGHT_HEMI" if item.source == "LMM" else "GREASEPENCIL")
+        if item.source == "LMM":
+            row.label(text=f"{item.count}")
+        else:
+            row.prop(item, "weight", text="")
+
+
+class PROSEPOSE_UL_results(bpy.types.UIList):
+    """Distance of each contact before and after the last refinement"""
+
+    bl_idname = "PROSEPOSE_UL_results"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        row = layout.row()
+        row.label(text=item.label)
+        row.label(text=f"{item.before * 100:.1f} -> {item.after * 100:.1f} cm")
+
+
+class PROSEPOSE_PT_subjects(ProsePanel, bpy.types.Panel):
+    bl_label = "Subjects"
+    bl_idname = "PROSEPOSE_PT_subjects"
+
+    def draw(self, context):
+        layout = self.layout
+        prose = context.scene.prose
+        row = layout.row(align=True)
+        row.prop(prose, "body_kind", text="")
+        if prose.body_kind == "smplx":
+            row.prop(prose, "smplx_gender", text="")
+        layout.operator("prosepose.add_body", icon="OUTLINER_OB_ARMATURE")
+        _draw_task(layout, "Add body")
+        for index in (1, 2):
+            row = layout.row(align=True)
+            row.prop(prose, f"person_{index}")
+            sub = row.row()
+            sub.enabled = getattr(prose, f"person_{index}") is not None
+            sub.prop(prose, f"move_person_{index}", text="", icon="UNLOCKED")
+        layout.operator("prosepose.import_animation", icon="IMPORT")
+
+
+class PROSEPOSE_PT_reference(ProsePanel, bpy.types.Panel):
+    bl_label = "Reference"
+    bl_idname = "PROSEPOSE_PT_reference"
+
+    def draw(self, context):
+        layout = self.layout
+        prose = context.scene.prose
+        layout.prop(prose, "reference_image", text="")
+        layout.operator("prosepose.find_contacts", icon="VIEWZOOM")
+        _draw_task(layout, "Find contacts")
+        if prose.lmm_sample_count:
+            layout.label(text=f"{prose.lmm_sample_count} answers, {prose.lmm_empty_count} empty")
+
+
+class PROSEPOSE_PT_contacts(ProsePanel, bpy.types.Panel):
+    bl_label = "Contacts"
+    bl_idname = "PROSEPOSE_PT_contacts"
+
+    def draw(self, context):
+        layout = self.layout
+        prose = context.scene.prose
+        row = layout.row()
+        row.template_list("PROSEPOSE_UL_contacts", "", prose, "contacts", prose, "contacts_index", rows=4)
+        column = row.column(align=True)
+        column.operator("prosepose.add_contact", icon="ADD", text="")
+        column.operator("prosepose.remove_contact", icon="REMOVE", text="")
+        if 0 <= prose.contacts_index < len(prose.contacts):
+            contact = prose.contacts[prose.contacts_index]
+            box = layout.box()
+            box.prop(contact, "enabled")
+            if contact.source == "ARTIST":
+                box.prop(contact, "weight")
+            else:
+                box.label(text=f"Named by {contact.count} answer(s)")
+        row = layout.row(align=True)
+        row.operator("prosepose.show_regions", icon="HIDE_OFF")
+        row.operator("prosepose.hide_regions", icon="HIDE_ON")
+
+
+class PROSEPOSE_PT_refine(ProsePanel, bpy.types.Panel):
+    bl_label = "Refine"
+    bl_idname = "PROSEPOSE_PT_refine"
+
+    def draw(self, context):
+        layout = self.layout
+        prose = context.scene.prose
+        layout.prop(prose, "frame_mode")
+        if prose.frame_mode == "RANGE":
+            row = layout.row(align=True)
+            row.prop(prose, "frame_start")
+            row.prop(prose, "frame_end")
+        layout.prop(prose, "contact_strength")
+        layout.prop(prose, "stay_close_strength")
+        layout.prop(prose, "iterations")
+        layout.operator("prosepose.refine", icon="MOD_ARMATURE")
+        _draw_task(layout, "Refine")
+        if prose.result_summary:
+            layout.label(text=prose.result_summary)
+        if len(prose.results):
+            layout.template_list("PROSEPOSE_UL_results", "", prose, "results", prose, "results_index", rows=3)
+
+
+class PROSEPOSE_PT_export(ProsePanel, bpy.types.Panel):
+    bl_label = "Export"
+    bl_idname = "PROSEPOSE_PT_export"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("prosepose.export_smplx", icon="EXPORT")
+        layout.label(text="FBX / glTF: File > Export", icon="INFO")
+
+
+classes = (
+    PROSEPOSE_UL_contacts,
+    PROSEPOSE_UL_results,
+    PROSEPOSE_PT_subjects,
+    PROSEPOSE_PT_reference,
+    PROSEPOSE_PT_contacts,
+    PROSEPOSE_PT_refine,
+    PROSEPOSE_PT_export,
+)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,126 @@
+"""AMASS / SMPL-X ``.npz`` motion: import onto a body as an action, export a subject's pose
+as an AMASS-style file. An SMPL-X joint rotation is an axis-angle in the model frame's axes;
+the add-on's local rotation is the same rotation seen from the joint's rest frame:
+``local = R0^T @ R @ R0`` with ``R0`` the bone's rest rotation (armature space = model frame)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Quaternion, Vector
+
+from .bodies import body_info
+from .keyframes import assign_action, new_pose_action
+from .poses import EnginePose, bone_pose_from_engine, read_engine_pose
+from .settings import ProseError
+
+
+@dataclass(frozen=True)
+class MotionClip:
+    """poses: (T, 3K) axis-angle per joint; trans: (T, 3); betas: (B,)."""
+
+    poses: np.ndarray
+    trans: np.ndarray
+    betas: np.ndarray
+    gender: str
+    frame_rate: float
+
+
+def load_clip(path: str | Path) -> MotionClip:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if "poses" not in keys:
+                raise ProseError(f"{path} has no 'poses' array: is it an AMASS / SMPL-X motion file?")
+            poses = np.asarray(data["poses"], dtype=np.float64)
+            trans = np.asarray(data["trans"], dtype=np.float64) if "trans" in keys else np.zeros((len(poses), 3))
+            betas = np.asarray(data["betas"], dtype=np.float64).ravel() if "betas" in keys else np.zeros(0)
+            gender = str(data["gender"]) if "gender" in keys else "neutral"
+            rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate", "fps") if k in keys), None)
+            frame_rate = float(data[rate_key]) if rate_key else 30.0
+    except (OSError, ValueError) as error:
+        raise ProseError(f"Cannot read the motion file {path}: {error}") from error
+    if poses.ndim != 2 or poses.shape[1] % 3 or trans.shape != (len(poses), 3):
+        raise ProseError(f"{path}: poses must be (T, 3K) and trans (T, 3)")
+    return MotionClip(poses, trans, betas, gender, frame_rate)
+
+
+def _axis_angle_to_quaternion(vector) -> Quaternion:
+    vector = Vector(vector)
+    angle = vector.length
+    return Quaternion(vector.normalized(), angle) if angle > 1e-12 else Quaternion()
+
+
+def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: MotionClip, start_frame: int) -> tuple[bpy.types.Action, list[str]]:
+    """Key the clip on ``armature`` as its active action; returns (action, warnings)."""
+    info = body_info(armature)
+    warnings = []
+    count = min(clip.poses.shape[1] // 3, len(info.joint_names))
+    if clip.poses.shape[1] // 3 != len(info.joint_names):
+        warnings.append(f"The clip has {clip.poses.shape[1] // 3} joints, the body {len(info.joint_names)}: the first {count} were used")
+    if clip.betas.size and info.shape and not np.allclose(clip.betas[: len(info.shape)], np.asarray(info.shape)[: clip.betas.size], atol=1e-4):
+        warnings.append("The clip's betas differ from the body's shape: add the body with the clip's shape for an exact fit")
+    rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names[:count]]
+    step = scene.render.fps / scene.render.fps_base / clip.frame_rate
+    frames, poses = [], []
+    for t in range(len(clip.poses)):
+        rotations = {}
+        for j in range(count):
+            rotation = _axis_angle_to_quaternion(clip.poses[t, 3 * j: 3 * j + 3])
+            rotations[info.joint_names[j]] = tuple(rest[j].conjugated() @ rotation @ rest[j])
+        engine_pose = EnginePose(rotations, tuple(clip.trans[t]))
+        poses.append(bone_pose_from_engine(armature, info, engine_pose))
+        frames.append(start_frame + t * step)
+    action, slot = new_pose_action(armature, frames, poses, f"{armature.name}_clip")
+    assign_action(armature, action, slot)
+    return action, warnings
+
+
+def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list[int], path: str | Path, contacts_path: str | Path | None) -> None:
+    """Write the subject's pose at ``frames`` as an AMASS-style SMPL-X ``.npz`` and, when
+    asked, the contacts used as JSON."""
+    info = body_info(armature)
+    rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names]
+    poses = np.zeros((len(frames), 3 * len(info.joint_names)))
+    trans = np.zeros((len(frames), 3))
+    original = scene.frame_current
+    try:
+        for t, frame in enumerate(frames):
+            scene.frame_set(frame)
+            pose = read_engine_pose(armature, info)
+            for j, name in enumerate(info.joint_names):
+                rotation = rest[j] @ Quaternion(pose.rotations[name]) @ rest[j].conjugated()
+                axis, angle = rotation.to_axis_angle()
+                poses[t, 3 * j: 3 * j + 3] = np.asarray(axis) * angle
+            trans[t] = pose.root_translation
+    finally:
+        scene.frame_set(original)
+    model = Path(info.model_file).stem.lower() if info.model_file else ""
+    gender = next((g for g in ("female", "male", "neutral") if g in model), "neutral")
+    arrays = {
+        "poses": poses.astype(np.float32),
+        "trans": trans.astype(np.float32),
+        "betas": np.asarray(info.shape, dtype=np.float32),
+        "gender": np.str_(gender),
+        "mocap_framerate": np.float32(scene.render.fps / scene.render.fps_base),
+        "surface_model_type": np.str_(info.kind),
+    }
+    if len(info.joint_names) >= 55:
+        arrays.update(
+            root_orient=arrays["poses"][:, :3], pose_body=arrays["poses"][:, 3:66],
+            pose_jaw=arrays["poses"][:, 66:69], pose_eye=arrays["poses"][:, 69:75],
+            pose_hand=arrays["poses"][:, 75:165],
+        )
+    np.savez(path, **arrays)
+    if contacts_path:
+        prose = scene.prose
+        contacts = [
+            {"source": c.source.lower(), "person_a": c.person_a, "part_a": c.part_a, "person_b": c.person_b,
+             "part_b": c.part_b, "samples": c.count, "weight": c.weight, "key": c.key}
+            for c in prose.contacts if c.enabled
+        ]
+        Path(contacts_path).write_text(json.dumps({"frames": list(frames), "contacts": contacts}, indent=1), encoding="utf-8")

@@ -1,0 +1,170 @@
+"""Build a body (armature + skinned mesh) from a :class:`~.rig.Rig` and read back what the
+add-on stored on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from .addon import PROP_BODY, PROP_REGIONS
+from .rig import Rig
+from .settings import ProseError
+
+
+@dataclass(frozen=True)
+class BodyInfo:
+    """What the engine needs to know about a subject's body (stored on the armature object)."""
+
+    kind: str
+    model_file: str
+    shape: tuple[float, ...]
+    joint_names: tuple[str, ...]
+    model_to_world: Matrix  # 3x3
+
+
+@dataclass(frozen=True)
+class BuiltBody:
+    armature: bpy.types.Object
+    mesh: bpy.types.Object
+
+
+def build_body(rig: Rig, name: str, collection: bpy.types.Collection, model_file: str = "") -> BuiltBody:
+    """Create the armature, the mesh, one vertex group per skinned joint and an armature
+    modifier. The armature object carries ``model_to_world`` as its rotation; the mesh is its
+    child with an identity local transform, so both share the model frame."""
+    armature_data = bpy.data.armatures.new(name)
+    armature = bpy.data.objects.new(name, armature_data)
+    collection.objects.link(armature)
+    armature.matrix_world = Matrix(rig.model_to_world.tolist()).to_4x4()
+    _build_bones(armature, rig)
+    for bone in armature.pose.bones:
+        bone.rotation_mode = "QUATERNION"
+    armature[PROP_BODY] = {
+        "kind": rig.kind,
+        "model_file": model_file,
+        "shape": rig.shape.tolist(),
+        "joint_names": list(rig.joint_names),
+        "model_to_world": rig.model_to_world.reshape(-1).tolist(),
+    }
+
+    mesh_data = _build_mesh(f"{name}_body", rig)
+    mesh = bpy.data.objects.new(f"{name}_body", mesh_data)
+    collection.objects.link(mesh)
+    mesh.parent = armature
+    mesh.matrix_parent_inverse = Matrix.Identity(4)
+    mesh.matrix_basis = Matrix.Identity(4)
+    _add_vertex_groups(mesh, rig)
+    modifier = mesh.modifiers.new("Armature", "ARMATURE")
+    modifier.object = armature
+    modifier.use_deform_preserve_volume = False
+    return BuiltBody(armature, mesh)
+
+
+def _build_bones(armature: bpy.types.Object, rig: Rig) -> None:
+    view_layer = bpy.context.view_layer
+    previous_active = view_layer.objects.active
+    view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        edit_bones = armature.data.edit_bones
+        created = []
+        for index, joint in enumerate(rig.joint_names):
+            bone = edit_bones.new(joint)
+            frame = rig.rest_joint_frames[index]
+            head = frame[:3, 3]
+            length = float(np.linalg.norm(rig.bone_tails[index] - head)) or 0.01
+            bone.head = head.tolist()
+            bone.tail = (head + frame[:3, 1] * length).tolist()
+            # The matrix fixes the roll too: the bone's axes are exactly the joint's rest frame.
+            bone.matrix = Matrix(frame.tolist())
+            bone.use_deform = True
+            created.append(bone)
+        for index, parent in enumerate(rig.parents):
+            if parent >= 0:
+                created[index].parent = created[int(parent)]
+                created[index].use_connect = False
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+        view_layer.objects.active = previous_active
+
+
+def _build_mesh(name: str, rig: Rig) -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new(name)
+    faces = rig.faces
+    mesh.vertices.add(len(rig.vertices))
+    mesh.vertices.foreach_set("co", rig.vertices.astype(np.float32).ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", (np.arange(len(faces), dtype=np.int32) * 3))
+    if bpy.app.version < (4, 0, 0):
+        mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    mesh.validate(clean_customdata=False)
+    mesh[PROP_REGIONS] = {
+        "names": list(rig.region_names),
+        "offsets": rig.region_offsets.astype(np.int32).tolist(),
+        "vertex_ids": rig.region_vertex_ids.astype(np.int32).tolist(),
+    }
+    return mesh
+
+
+def _add_vertex_groups(mesh: bpy.types.Object, rig: Rig) -> None:
+    order = np.argsort(rig.weight_joint, kind="stable")
+    joints = rig.weight_joint[order]
+    vertices = rig.weight_vertex[order]
+    values = rig.weight_value[order]
+    bounds = np.searchsorted(joints, np.arange(len(rig.joint_names) + 1))
+    for index, joint in enumerate(rig.joint_names):
+        group = mesh.vertex_groups.new(name=joint)
+        start, stop = bounds[index], bounds[index + 1]
+        if start == stop:
+            continue
+        # One call per distinct weight value keeps this to a few thousand calls per body.
+        group_values = values[start:stop]
+        group_vertices = vertices[start:stop]
+        distinct, inverse = np.unique(group_values, return_inverse=True)
+        for value_index, value in enumerate(distinct):
+            group.add(group_vertices[inverse == value_index].tolist(), float(value), "REPLACE")
+
+
+def body_info(armature: bpy.types.Object) -> BodyInfo:
+    """The body data stored on an armature the add-on built (or an armature named like one)."""
+    if armature is None or armature.type != "ARMATURE":
+        raise ProseError("A subject must be an armature: pick the body's armature in the Subjects panel")
+    data = armature.get(PROP_BODY)
+    if data is None:
+        raise ProseError(
+            f"{armature.name} was not made by 'Add body': add the body with ProsePose so the "
+            "engine knows its model and shape"
+        )
+    matrix = list(data["model_to_world"])
+    return BodyInfo(
+        kind=str(data["kind"]),
+        model_file=str(data.get("model_file", "")),
+        shape=tuple(float(v) for v in data["shape"]),
+        joint_names=tuple(str(n) for n in data["joint_names"]),
+        model_to_world=Matrix([matrix[0:3], matrix[3:6], matrix[6:9]]),
+    )
+
+
+def body_mesh(armature: bpy.types.Object) -> bpy.types.Object | None:
+    """The first mesh deformed by ``armature``."""
+    for child in armature.children:
+        if child.type == "MESH" and any(m.type == "ARMATURE" and m.object == armature for m in child.modifiers):
+            return child
+    return None
+
+
+def mesh_regions(mesh: bpy.types.Mesh) -> dict[str, np.ndarray]:
+    """Region name -> vertex ids, from the rig data stored on the mesh (empty if none)."""
+    data = mesh.get(PROP_REGIONS)
+    if data is None:
+        return {}
+    names = [str(n) for n in data["names"]]
+    offsets = np.asarray(data["offsets"], dtype=np.int64)
+    ids = np.asarray(data["vertex_ids"], dtype=np.int64)
+    return {name: ids[offsets[i]: offsets[i + 1]] for i, name in enumerate(names)}

@@ -1,0 +1,111 @@
+"""Scene state: one PropertyGroup on the scene, ``Scene.prose``."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from .addon import PROP_BODY
+
+BODY_KINDS = (
+    ("anny", "Anny", "Built-in Anny body (no licence file needed)"),
+    ("smplx", "SMPL-X", "SMPL-X body from your own licensed model file (Preferences)"),
+)
+
+SMPLX_GENDERS = (
+    ("NEUTRAL", "Neutral", "SMPLX_NEUTRAL model file"),
+    ("MALE", "Male", "SMPLX_MALE model file"),
+    ("FEMALE", "Female", "SMPLX_FEMALE model file"),
+)
+
+
+def _is_body_armature(_self, obj) -> bool:
+    return obj.type == "ARMATURE" and obj.get(PROP_BODY) is not None
+
+
+class ProseContact(bpy.types.PropertyGroup):
+    """One contact: a region or part of one person touching one of another (or the same)."""
+
+    part_a: StringProperty(name="Part A", description="Body part or region of the first person of the pair")
+    person_a: IntProperty(name="Person A", description="Which subject the first part belongs to (1 or 2)", min=1, max=2, default=1)
+    part_b: StringProperty(name="Part B", description="Body part or region of the second person of the pair, or 'ground'")
+    person_b: IntProperty(name="Person B", description="Which subject the second part belongs to (1 or 2)", min=1, max=2, default=2)
+    count: IntProperty(name="Samples", description="How many language-model samples named this contact", min=0)
+    enabled: BoolProperty(name="Enabled", description="Use this contact in Refine and Show regions", default=True)
+    weight: FloatProperty(name="Weight", description="Strength of this contact (artist contacts only; language-model contacts use Contact strength)", min=0.0, soft_max=10.0, default=1.0)
+    source: EnumProperty(
+        name="Source",
+        description="Where this contact comes from",
+        items=(("LMM", "Language model", "Found by Find contacts"), ("ARTIST", "Artist", "Added by hand")),
+        default="ARTIST",
+    )
+    key: StringProperty(name="Key", description="Stable identifier of a language-model contact (from the contacts file)")
+
+
+class ProseConstraintResult(bpy.types.PropertyGroup):
+    """Distance of one contact term before and after the last refinement."""
+
+    label: StringProperty(name="Contact", description="The contact term")
+    source: StringProperty(name="Source", description="Language model or artist")
+    before: FloatProperty(name="Before", description="Distance before refinement", unit="LENGTH")
+    after: FloatProperty(name="After", description="Distance after refinement", unit="LENGTH")
+
+
+class ProseSceneSettings(bpy.types.PropertyGroup):
+    """Everything ProsePose keeps per scene. No secret is ever stored here."""
+
+    person_1: PointerProperty(name="Person 1", description="Armature of the first person (made by Add body)", type=bpy.types.Object, poll=_is_body_armature)
+    person_2: PointerProperty(name="Person 2", description="Armature of the second person (leave empty for one person)", type=bpy.types.Object, poll=_is_body_armature)
+    move_person_1: BoolProperty(name="Move", description="Let Refine change the first person's pose", default=True)
+    move_person_2: BoolProperty(name="Move", description="Let Refine change the second person's pose", default=True)
+
+    body_kind: EnumProperty(name="Body", description="Body model for Add body", items=BODY_KINDS, default="anny")
+    smplx_gender: EnumProperty(name="Gender", description="Which SMPL-X model file of the model folder to use", items=SMPLX_GENDERS, default="NEUTRAL")
+
+    reference_image: StringProperty(name="Reference image", description="Photo, video frame or render showing the contact to reproduce", subtype="FILE_PATH")
+
+    contacts: CollectionProperty(type=ProseContact, name="Contacts", description="Contacts used by Refine")
+    contacts_index: IntProperty(name="Active contact", description="Selected contact in the list", default=0)
+    lmm_samples_json: StringProperty(name="Language-model samples", description="Parsed samples of the last Find contacts (copied into refine jobs)", default="[]", options={"HIDDEN"})
+    lmm_sample_count: IntProperty(name="Samples", description="Number of language-model samples of the last Find contacts", min=0)
+    lmm_empty_count: IntProperty(name="Empty samples", description="Samples that named no contact", min=0)
+
+    frame_mode: EnumProperty(
+        name="Frames",
+        description="Which frames Refine works on",
+        items=(("CURRENT", "Current frame", "Refine the pose at the current frame"), ("RANGE", "Frame range", "Refine every frame of a range")),
+        default="CURRENT",
+    )
+    frame_start: IntProperty(name="Start", description="First frame to refine", default=1)
+    frame_end: IntProperty(name="End", description="Last frame to refine", default=1)
+    contact_strength: FloatProperty(name="Contact strength", description="Multiplier of the pull of the contacts", min=0.0, soft_max=10.0, default=1.0)
+    stay_close_strength: FloatProperty(name="Stay-close strength", description="Multiplier of how strongly the pose stays near the original", min=0.0, soft_max=10.0, default=1.0)
+    iterations: IntProperty(name="Iterations", description="Most optimizer iterations per stage", min=1, max=5000, default=1000)
+
+    results: CollectionProperty(type=ProseConstraintResult, name="Results", description="Per-contact distances of the last refinement")
+    results_index: IntProperty(name="Active result", description="Selected result row", default=0)
+    result_summary: StringProperty(name="Summary", description="Outcome of the last refinement")
+    refined_action: PointerProperty(name="Refined action", description="Action written by the last refinement", type=bpy.types.Action)
+
+
+classes = (ProseContact, ProseConstraintResult, ProseSceneSettings)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.prose = PointerProperty(type=ProseSceneSettings, name="ProsePose", description="ProsePose scene settings")
+
+
+def unregister():
+    del bpy.types.Scene.prose
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

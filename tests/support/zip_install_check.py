@@ -1,0 +1,44 @@
+"""Run in a fresh interpreter with its own Blender user folders (BLENDER_USER_RESOURCES):
+install the built zip with Blender's extension installer, enable, disable, re-enable and
+disable again, and print one JSON line describing what was registered at each step."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import bpy
+
+ZIP = sys.argv[1]
+MODULE = "bl_ext.user_default.prosepose"
+
+
+def snapshot() -> dict:
+    handlers = {
+        name: len(getattr(bpy.app.handlers, name))
+        for name in dir(bpy.app.handlers)
+        if not name.startswith("_") and isinstance(getattr(bpy.app.handlers, name), list)
+    }
+    return {
+        "scene_props": sorted(n for n in dir(bpy.types.Scene) if n.startswith("prose")),
+        "types": sorted(n for n in dir(bpy.types) if "PROSE" in n.upper()),
+        "operators": sorted(dir(bpy.ops.prosepose)),
+        "handlers": handlers,
+        "enabled": MODULE in bpy.context.preferences.addons,
+    }
+
+
+bpy.ops.wm.read_homefile(use_empty=True)
+steps = {"before": snapshot()}
+result = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
+steps["installed"] = snapshot()
+steps["install_result"] = sorted(result)
+steps["has_prefs"] = MODULE in bpy.context.preferences.addons and hasattr(bpy.context.preferences.addons[MODULE].preferences, "lmm_api_key")
+bpy.context.scene.prose.contact_strength = 2.0
+bpy.ops.preferences.addon_disable(module=MODULE)
+steps["disabled"] = snapshot()
+bpy.ops.preferences.addon_enable(module=MODULE)
+steps["reenabled"] = snapshot()
+bpy.ops.preferences.addon_disable(module=MODULE)
+steps["disabled_again"] = snapshot()
+print("RESULT " + json.dumps(steps))

@@ -1,0 +1,142 @@
+"""Refine and Find contacts failures end with a clear message and leave the scene exactly as
+it was (hash of all actions, keyframes, object and bone transforms, NLA and mesh data); the
+API key never lands in a .blend, a job file or the log."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import bpy
+import pytest
+
+from conftest import REPO_ROOT
+from support import small_rig
+from support.blender_helpers import enabled_addon, scene_digest  # noqa: F401
+
+PLANTED_KEY = "sk-planted-test-key-4f1c9a7e"
+
+
+def _standin(tmp_path, mode):
+    script = tmp_path / "standin-python"
+    script.write_text(f"#!/bin/sh\nPROSEPOSE_STANDIN={mode} exec {sys.executable} {REPO_ROOT / 'tests' / 'support' / 'standin_engine.py'} \"$@\"\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def _two_person_scene(tmp_path):
+    for index in (1, 2):
+        rig = tmp_path / f"rig{index}.npz"
+        small_rig.make_rig(rig)
+        assert bpy.ops.prosepose.add_body(rig_file=str(rig), name=f"P{index}") == {"FINISHED"}
+    bpy.data.objects["P2"].location.x = 0.5
+    bone = bpy.data.objects["P1"].pose.bones["spine"]
+    for frame, w in ((1, 1.0), (10, 0.9)):
+        bone.rotation_quaternion = (w, (1 - w * w) ** 0.5, 0, 0)
+        bone.keyframe_insert("rotation_quaternion", frame=frame)
+    prose = bpy.context.scene.prose
+    contact = prose.contacts.add()
+    contact.source, contact.part_a, contact.person_a, contact.part_b, contact.person_b = "ARTIST", "upper", 1, "upper", 2
+    bpy.context.scene.frame_set(4)
+
+
+def _prefs():
+    return bpy.context.preferences.addons["prosepose"].preferences
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("crash", r"stopped unexpectedly \(exit code 3\).*simulated crash"),
+    ("corrupt", "not valid JSON"),
+])
+def test_refine_failure_leaves_the_scene_unchanged(enabled_addon, tmp_path, mode, expected):
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, mode)
+    before = scene_digest()
+    with pytest.raises(RuntimeError, match=expected):
+        bpy.ops.prosepose.refine()
+    assert scene_digest() == before
+    assert not bpy.context.scene.prose.results
+
+
+def test_refine_cancel_stops_the_engine_and_leaves_the_scene_unchanged(enabled_addon, tmp_path):
+    from prosepose.prose_blender.preferences import engine_settings
+    from prosepose.prose_blender.refine import RefineTask
+    from prosepose.operators.refine import refine_request
+    from prosepose.prose_blender.tasks import TaskState
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "hang")
+    before = scene_digest()
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    for _ in range(100):
+        assert task.poll() is TaskState.RUNNING
+        if task.progress > 0:
+            break
+        import time
+        time.sleep(0.02)
+    assert task.progress > 0 and "iteration" in task.status_text
+    task.cancel()
+    assert task.state is TaskState.CANCELLED and task.process.returncode is not None
+    assert task.finish(bpy.context) is False
+    assert "cancelled" in task.messages[-1].text
+    assert scene_digest() == before
+
+
+def test_missing_interpreter_is_reported_and_nothing_changes(enabled_addon, tmp_path):
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = str(tmp_path / "no-such-python")
+    before = scene_digest()
+    with pytest.raises(RuntimeError, match="does not exist"):
+        bpy.ops.prosepose.refine()
+    _prefs().engine_python = ""
+    with pytest.raises(RuntimeError, match="No engine interpreter is set"):
+        bpy.ops.prosepose.refine()
+    assert scene_digest() == before
+
+
+def test_online_access_off_blocks_a_remote_endpoint(enabled_addon, tmp_path):
+    _two_person_scene(tmp_path)
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    bpy.context.scene.prose.reference_image = str(image)
+    _prefs().engine_python = _standin(tmp_path, "env")
+    _prefs().lmm_base_url = "https://api.example.invalid/v1"
+    system = bpy.context.preferences.system
+    previous = system.use_online_access
+    system.use_online_access = False
+    try:
+        with pytest.raises(RuntimeError, match="Online access is disabled"):
+            bpy.ops.prosepose.find_contacts()
+    finally:
+        system.use_online_access = previous
+
+
+def test_api_key_reaches_the_engine_only_through_its_environment(enabled_addon, tmp_path):
+    _two_person_scene(tmp_path)
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    prose = bpy.context.scene.prose
+    prose.reference_image = str(image)
+    prefs = _prefs()
+    prefs.lmm_api_key = PLANTED_KEY
+    prefs.lmm_api_key_env = "PROSEPOSE_TEST_KEY"
+    prefs.lmm_base_url = "http://127.0.0.1:9/v1"
+    prefs.engine_python = _standin(tmp_path, "env")
+    before = scene_digest()
+    with pytest.raises(RuntimeError, match="key variable PROSEPOSE_TEST_KEY set: True"):
+        bpy.ops.prosepose.find_contacts()
+    assert scene_digest() == before
+    # A job file as Refine writes it.
+    prefs.engine_python = _standin(tmp_path, "crash")
+    with pytest.raises(RuntimeError):
+        bpy.ops.prosepose.refine()
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=False)
+    cache = tmp_path / "cache"
+    written = [blend] + [p for p in cache.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-job.json") for p in written) and any(p.name == "engine.log" for p in written)
+    leaks = [str(p) for p in written if PLANTED_KEY.encode() in p.read_bytes()]
+    assert not leaks
+    assert PLANTED_KEY not in os.environ.get("PROSEPOSE_TEST_KEY", "")
