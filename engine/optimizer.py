@@ -86,7 +86,10 @@ def default_weights(num_people: int) -> StageWeights:
 class OptimizerConfig:
     weights: StageWeights
     learning_rates: tuple[float, ...] = (0.01, 0.001)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    # Less momentum than Adam's usual 0.9: a contact loss pulls at constant strength until
+    # the surfaces meet, and with 0.9 the momentum carries a limb through the other body
+    # before it turns back (a spike the early-stop window then mistakes for divergence).
+    adam_betas: tuple[float, float] = (0.5, 0.9)
     max_iterations: tuple[int, ...] = (1000, 1000)
     # Which variables each stage moves, besides body pose and root translation.
     optimize_shape: tuple[bool, ...] = (True, False)

@@ -12,7 +12,7 @@ import torch
 
 from engine.body.base import BodyModel
 from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
-from engine.losses.joint_data import joint_limit_radians, optimized_joint_mask
+from engine.losses.joint_data import SHAPE_UNIT, joint_limit_radians, optimized_joint_mask
 from engine.losses.penetration import build_penetration_setup, fit_capsules
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
@@ -25,7 +25,7 @@ GLOBAL_ORIENTATION = "global_orientation"
 PENETRATION_VERTICES = 600
 # Multiplier of the stay-close weight on the root's global orientation: like the translation,
 # it anchors the body when there are no 2D keypoints.
-GLOBAL_ORIENTATION_WEIGHT = 10.0
+GLOBAL_ORIENTATION_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,7 @@ def build_problem(
         translation_weights=translation_weights,
         joint_limits=statics.joint_limits,
         initial_shape=initial.shape.detach().clone(),
+        shape_unit=SHAPE_UNIT.get(body.kind, 1.0),
         penetration=penetration_setup,
         keypoints=keypoint_setup,
     )

@@ -65,6 +65,12 @@ JOINT_LIMITS_DEG: dict[str, dict[str, float]] = {
 }
 
 
+# One "unit" of shape change for the shape prior: SMPL-X betas are standard deviations
+# already; Anny's phenotypes live in [0, 1], where 0.1 is already a visibly different body
+# (about 5 cm of height).
+SHAPE_UNIT: dict[str, float] = {"anny": 0.1, "smplx": 1.0, "synthetic": 1.0}
+
+
 def optimized_joint_mask(kind: str, joint_names: tuple[str, ...]) -> list[bool]:
     """True for every joint the optimizer may rotate (the root included: global orientation)."""
     frozen = FROZEN_NAME_PARTS.get(kind, ())
