@@ -8,7 +8,13 @@ of a least-squares line through the last ``early_stop_window`` total losses is a
 Rotations are optimized as axis-angle *offsets* from the initial local rotations,
 ``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
 squared offset angle, and a joint that must not move (pinned, frozen, or of a fixed person)
-simply has its offset masked to zero, so no gradient ever reaches it.
+simply has its offset masked to zero, so no gradient ever reaches it. One unit of the
+variable is ``rotation_scale`` radians (``translation_scale`` metres for the root), see
+``OptimizerConfig``.
+
+Safeguards: a non-finite loss or gradient restores the last state with a finite loss and
+ends the stage (with a warning); each stage ends in the best state it visited; the run is
+seeded and uses no randomness otherwise, so it is deterministic on the CPU.
 """
 
 from __future__ import annotations
