@@ -4,6 +4,7 @@ real ``python -m engine contacts`` command in a subprocess."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -37,10 +38,15 @@ def image_path(tmp_path_factory) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _data_url(image_path: Path) -> str:
+    return encode_image(image_path).data_url
+
+
 def _request(image_path: Path, samples: int) -> SamplingRequest:
     return SamplingRequest(
         prompt=build_prompt(2),
-        image_data_url=encode_image(image_path).data_url,
+        image_data_url=_data_url(image_path),
         samples=samples,
         temperature=0.7,
         max_tokens=500,
