@@ -170,8 +170,11 @@ def test_quota_exhausted_is_not_retried(image_path):
 # The CLI in a subprocess
 
 
-def _run_cli(args: list[str], tmp_path: Path, key: str | None = SECRET) -> subprocess.CompletedProcess:
+def _run_cli(
+    args: list[str], tmp_path: Path, key: str | None = SECRET, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    env.update(extra_env or {})
     env["HOME"] = str(tmp_path / "home")
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     if key is not None:
@@ -223,13 +226,15 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path, run_main)
         args = [str(image_path), "--people", "2", "--samples", "4", "--model", "test-vision-model",
                 "--base-url", server.base_url, "--cache-dir", str(cache), "--box", "300,200,900,950",
                 "--box", "1000,150,1600,950", "--backoff", "0.01", "-o", str(out)]
-        first = _run_cli(args, tmp_path)
+        # the openai package's debug log on: the key must not show up in it either
+        first = _run_cli(args, tmp_path, extra_env={"OPENAI_LOG": "debug"})
         assert first.returncode == 0, first.stdout + first.stderr
         assert len(server.received) == 1
         out.unlink()
         second = run_main(args)
         assert second.returncode == 0, second.stdout + second.stderr
         assert len(server.received) == 1  # the cache answered: zero new requests
+    assert "Sending HTTP Request" in first.stderr  # the debug log ran
     lines = _lines(first.stdout)
     assert [line["done"] for line in lines if line["event"] == "sample"] == [1, 2, 3, 4]
     final = lines[-1]
