@@ -26,6 +26,9 @@ demo: venv
 	$(VPY) -m engine regions --body anny --out $(OUT)/regions.png
 	@echo "wrote $(OUT)/regions.png"
 
+bench: venv
+	$(VPY) benchmarks/refine_benchmark.py
+
 zip: venv
 	mkdir -p dist
 	$(VPY) tools/build_extension.py --out dist

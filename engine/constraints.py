@@ -28,6 +28,7 @@ from typing import Any, Iterable, Literal, Sequence
 from engine.objective import ContactObjective, ContactTerm, Option, RegionPair, Row
 from engine.regions import (
     GROUND,
+    MESH_REGIONS,
     REGION_BASES,
     SIDES,
     Side,
@@ -92,8 +93,9 @@ class CellPart:
         """Readable name for lists: "hand", "left hand", "both hands", "waist (front)"."""
         words = self.base.replace("_front", " (front)").replace("_back", " (back)")
         if self.both_sides:
-            plural = "feet" if words == "foot" else f"{words}s"
-            return f"both {plural}"
+            noun, _, qualifier = words.partition(" ")
+            plural = "feet" if noun == "foot" else f"{noun}s"
+            return f"both {plural} {qualifier}".rstrip()
         if self.side is not None:
             return f"{self.side} {words}"
         return words
@@ -128,6 +130,22 @@ class ParsedCell:
     @property
     def label(self) -> str:
         return " or ".join(part.text for part in self.alternatives)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every concrete region (or ``"ground"``) the cell may stand for, in vocabulary
+        order: what the add-on colours on the mesh."""
+        names = set()
+        for part in self.alternatives:
+            if part.base == GROUND:
+                names.add(GROUND)
+            elif not part.sided:
+                names.add(part.base)
+            elif part.side is not None:
+                names.add(region_name(part.base, part.side))
+            else:
+                names.update(region_name(part.base, side) for side in SIDES)
+        return tuple(r for r in MESH_REGIONS + (GROUND,) if r in names)
 
     def to_dict(self) -> dict[str, Any]:
         return {"alternatives": [part.to_dict() for part in self.alternatives], "text": self.text}
@@ -227,7 +245,8 @@ class SummaryRow:
 
     ``part_a`` / ``part_b`` are readable cell labels ("hand", "back or waist (back)"), of
     people ``person_a`` / ``person_b`` (0-based; both 0 for one person). ``key`` is the
-    stable id to put in a job's ``disabled`` list."""
+    stable id to put in a job's ``disabled`` list. ``regions_a`` / ``regions_b``: the concrete
+    regions each side may stand for (for display on the mesh)."""
 
     key: str
     part_a: str
@@ -236,6 +255,8 @@ class SummaryRow:
     person_b: int
     count: int
     num_samples: int
+    regions_a: tuple[str, ...] = ()
+    regions_b: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -252,11 +273,16 @@ class SummaryRow:
             "person_b": self.person_b,
             "count": self.count,
             "num_samples": self.num_samples,
+            "regions_a": list(self.regions_a),
+            "regions_b": list(self.regions_b),
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> "SummaryRow":
-        fields = ("key", "part_a", "person_a", "part_b", "person_b", "count", "num_samples")
+        fields = (
+            "key", "part_a", "person_a", "part_b", "person_b", "count", "num_samples",
+            "regions_a", "regions_b",
+        )
         _check_keys("summary row", data, fields)
         return cls(
             key=str(data["key"]),
@@ -266,6 +292,8 @@ class SummaryRow:
             person_b=int(data["person_b"]),
             count=int(data["count"]),
             num_samples=int(data["num_samples"]),
+            regions_a=tuple(str(r) for r in data["regions_a"]),
+            regions_b=tuple(str(r) for r in data["regions_b"]),
         )
 
 
@@ -299,6 +327,8 @@ def summarize(samples: Sequence[ParsedSample], num_people: int) -> tuple[Summary
             person_b=person_b,
             count=count,
             num_samples=len(samples),
+            regions_a=cells[key][0].regions,
+            regions_b=cells[key][1].regions,
         )
         for key, count in counts.items()
     ]

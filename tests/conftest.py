@@ -26,3 +26,12 @@ def addon_package(tmp_path_factory):
         yield importlib.import_module("prosepose")
     finally:
         sys.path.remove(str(parent))
+
+
+@pytest.fixture(scope="session")
+def smplx_model_file(tmp_path_factory):
+    """A generated SMPL-X-layout model file (procedural body, never the licensed model),
+    written once per test session."""
+    from tests.support.smplx_model_file import write_smplx_model_file
+
+    return write_smplx_model_file(tmp_path_factory.mktemp("smplx_model") / "SMPLX_TEST.npz")

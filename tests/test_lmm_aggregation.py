@@ -181,6 +181,10 @@ def test_summary_merges_person_orders_and_counts_each_sample_once():
     summary = summarize(samples, 2)
     assert [(r.key, r.count, r.num_samples) for r in summary] == [("back|hand", 2, 3), ("foot|foot", 1, 3)]
     assert summary[0].person_a == 0 and summary[0].person_b == 1
+    assert summary[0].part_a == "back" and summary[0].regions_b == ("left_hand", "right_hand")
+    one = summarize([sample(("left hand", "back, waist_back"), ("hands", "ground"))], 1)
+    regions = {(r.regions_a, r.regions_b) for r in one}
+    assert regions == {(("waist_back", "back"), ("left_hand",)), (("left_hand", "right_hand"), (GROUND,))}
     assert constraint_key(row("hand", "back")) == constraint_key(row("back", "hand"))
 
 
@@ -227,3 +231,55 @@ def test_parsed_sample_round_trip_and_contacts_file_schema(tmp_path):
         ContactsFile.from_dict(contacts.to_dict() | {"schema_version": 2})
     schema_bases = set(SCHEMA["$defs"]["part"]["properties"]["base"]["enum"])
     assert schema_bases == set(REGION_BASES) | {GROUND}
+
+
+def loss(objective, distance) -> float:
+    """The objective's value (engine.objective's formula) for a table of pair distances."""
+    return sum(
+        term.weight
+        * min(sum(min(distance(pair) for pair in row) for row in option) for option in term.options)
+        for term in objective.terms
+    )
+
+
+def test_two_people_loss_value_uses_opposite_hands_and_the_best_order():
+    # P1's hand on P2's back and P1's hand on P2's stomach, hand-computed distances (m):
+    table = {
+        P(0, "left_hand", 1, "back"): 0.1,
+        P(0, "right_hand", 1, "stomach"): 0.3,
+        P(0, "right_hand", 1, "back"): 0.05,
+        P(0, "left_hand", 1, "stomach"): 0.5,
+    }
+    objective = objective_from_samples([sample(("hand", "back"), ("hand", "stomach"))] * 2, 2)
+    # Swapped order (P2's hands on P1) is far: 1.0 per row.
+    value = loss(objective, lambda pair: table.get(pair, 1.0))
+    # Options: left->back + right->stomach = 0.4; right->back + left->stomach = 0.55;
+    # one hand on both (0.05 + 0.3 = 0.35) is not allowed: a part named twice uses both sides.
+    assert value == pytest.approx(2 * 0.5 * 0.4)
+
+
+def test_two_people_plural_on_both_cells_pairs_sides_once():
+    options, _ = sample_options([row("hands", "hands")], 2)
+    # P1's two hands hold P2's two hands: left-left + right-right, or crossed; the person
+    # orders give the same pairs, so two options of two rows remain.
+    assert as_sets(options) == {
+        frozenset({frozenset({P(0, "left_hand", 1, "left_hand")}), frozenset({P(0, "right_hand", 1, "right_hand")})}),
+        frozenset({frozenset({P(0, "left_hand", 1, "right_hand")}), frozenset({P(0, "right_hand", 1, "left_hand")})}),
+    }
+
+
+def test_three_mentions_use_both_sides():
+    options, _ = sample_options([row("hand", "back"), row("hand", "head"), row("hand", "neck")], 2)
+    # 2**3 assignments minus all-left and all-right = 6, times 2 orders
+    assert len(options) == 12
+    for option in options:
+        hands = {pair.region_a if "hand" in pair.region_a else pair.region_b for r in option for pair in r}
+        assert hands == {"left_hand", "right_hand"}
+
+
+def test_one_person_loss_value_is_min_over_variants_per_kept_row():
+    samples = [sample(("hand", "head"))] * 12 + [sample()] * 1 + [sample(("foot", "foot"))] * 7
+    objective = objective_from_samples(samples, 1, min_samples=10, lmm_weight=100.0)
+    table = {P(0, "head", 0, "left_hand"): 0.2, P(0, "head", 0, "right_hand"): 0.08}
+    # one kept row (hand-head, 12 of 20), weight 100, the closer hand: 100 * 0.08
+    assert loss(objective, lambda pair: table.get(pair, 9.0)) == pytest.approx(8.0)

@@ -99,6 +99,18 @@ def test_n_ignored_rest_as_single_requests(image_path):
     assert result.usage.prompt_tokens == 500 and result.usage.total_tokens == 600
 
 
+def test_n_refused_with_400_falls_back_to_single_requests(image_path):
+    with FakeOpenAIServer(script=[("status", 400, {})]) as server:
+        result = sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received][0] == 3
+    assert sorted(request.body["n"] for request in server.received[1:]) == [1, 1, 1]
+    assert len(result.texts) == 3
+    with FakeOpenAIServer(default=("status", 400, {})) as server:
+        with pytest.raises(LmmError, match="HTTP 400"):
+            sample_responses(_request(image_path, 3), _settings(server), SECRET)
+    assert [request.body["n"] for request in server.received] == [3, 1]
+
+
 def test_429_with_retry_after_then_success(image_path):
     script = [("status", 429, {"Retry-After": "1"})]
     with FakeOpenAIServer(script=script) as server:
@@ -110,8 +122,8 @@ def test_429_with_retry_after_then_success(image_path):
 
 @pytest.mark.parametrize(
     "failure",
-    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("drop",), ("sleep", 1.5)],
-    ids=["500", "503", "malformed_json", "dropped_connection", "timeout"],
+    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 1.5)],
+    ids=["500", "503", "malformed_json", "json_not_a_completion", "dropped_connection", "timeout"],
 )
 def test_transient_failure_then_success(image_path, failure):
     with FakeOpenAIServer(script=[failure]) as server:
@@ -122,8 +134,14 @@ def test_transient_failure_then_success(image_path, failure):
 
 @pytest.mark.parametrize(
     "failure, words",
-    [(("malformed",), "not valid JSON"), (("sleep", 1.0), "timed out"), (("status", 500, {}), "HTTP 500")],
-    ids=["malformed_json", "timeout", "500"],
+    [
+        (("malformed",), "not valid JSON"),
+        (("wrong_shape",), "not a chat completion"),
+        (("sleep", 1.0), "timed out"),
+        (("status", 500, {}), "HTTP 500"),
+        (("drop",), "dropped"),
+    ],
+    ids=["malformed_json", "json_not_a_completion", "timeout", "500", "dropped_connection"],
 )
 def test_all_retries_failing_gives_a_clear_error(image_path, failure, words):
     with FakeOpenAIServer(default=failure) as server:
@@ -141,12 +159,22 @@ def test_client_errors_are_not_retried(image_path):
     assert len(server.received) == 1
 
 
+def test_quota_exhausted_is_not_retried(image_path):
+    with FakeOpenAIServer(default=("status", 429, {"Retry-After": "30"}, "insufficient_quota")) as server:
+        with pytest.raises(LmmError, match="quota"):
+            sample_responses(_request(image_path, 2), _settings(server), SECRET)
+    assert len(server.received) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # The CLI in a subprocess
 
 
-def _run_cli(args: list[str], tmp_path: Path, key: str | None = SECRET) -> subprocess.CompletedProcess:
+def _run_cli(
+    args: list[str], tmp_path: Path, key: str | None = SECRET, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    env.update(extra_env or {})
     env["HOME"] = str(tmp_path / "home")
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     if key is not None:
@@ -161,6 +189,27 @@ def _run_cli(args: list[str], tmp_path: Path, key: str | None = SECRET) -> subpr
     )
 
 
+@pytest.fixture
+def run_main(monkeypatch, capsys, tmp_path):
+    """The same command through ``engine.cli.main`` in this process (no interpreter start-up):
+    used where a subprocess adds nothing but time."""
+
+    def run(args: list[str], key: str | None = SECRET) -> subprocess.CompletedProcess:
+        from engine.cli import main
+
+        for name in [name for name in os.environ if name.startswith("OPENAI")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        if key is not None:
+            monkeypatch.setenv("OPENAI_API_KEY", key)
+        capsys.readouterr()
+        code = main(["contacts", *args])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
 def _lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -169,7 +218,7 @@ def _all_files_text(folder: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
 
 
-def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
+def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path, run_main):
     cache = tmp_path / "cache"
     out = tmp_path / "contacts.json"
     texts = [case.text for case in CASES if case.name in ("clean_hug", "plural_hands", "draft_then_final_table")]
@@ -177,13 +226,15 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
         args = [str(image_path), "--people", "2", "--samples", "4", "--model", "test-vision-model",
                 "--base-url", server.base_url, "--cache-dir", str(cache), "--box", "300,200,900,950",
                 "--box", "1000,150,1600,950", "--backoff", "0.01", "-o", str(out)]
-        first = _run_cli(args, tmp_path)
+        # the openai package's debug log on: the key must not show up in it either
+        first = _run_cli(args, tmp_path, extra_env={"OPENAI_LOG": "debug"})
         assert first.returncode == 0, first.stdout + first.stderr
         assert len(server.received) == 1
         out.unlink()
-        second = _run_cli(args, tmp_path)
+        second = run_main(args)
         assert second.returncode == 0, second.stdout + second.stderr
         assert len(server.received) == 1  # the cache answered: zero new requests
+    assert "Sending HTTP Request" in first.stderr  # the debug log ran
     lines = _lines(first.stdout)
     assert [line["done"] for line in lines if line["event"] == "sample"] == [1, 2, 3, 4]
     final = lines[-1]
@@ -208,20 +259,20 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path):
         assert SECRET not in text
 
 
-def test_cli_corrupt_cache_entry_is_rewritten_and_no_cache_bypasses(image_path, tmp_path):
+def test_cli_corrupt_cache_entry_is_rewritten_and_no_cache_bypasses(image_path, tmp_path, run_main):
     cache = tmp_path / "cache"
     out = tmp_path / "contacts.json"
     with FakeOpenAIServer() as server:
         args = [str(image_path), "--people", "1", "--samples", "2", "--base-url", server.base_url,
                 "--cache-dir", str(cache), "-o", str(out)]
-        assert _run_cli(args, tmp_path).returncode == 0
+        assert run_main(args).returncode == 0
         [entry] = list(cache.glob("*.json"))
         entry.write_text("{ this is not json")
-        again = _run_cli(args, tmp_path)
+        again = run_main(args)
         assert again.returncode == 0, again.stdout
         assert len(server.received) == 2
         assert json.loads(entry.read_text())["texts"]
-        assert _run_cli(args + ["--no-cache"], tmp_path).returncode == 0
+        assert run_main(args + ["--no-cache"]).returncode == 0
         assert len(server.received) == 3
     assert json.loads(out.read_text())["summary"][0]["key"] == "hand|head"
 
@@ -243,12 +294,12 @@ def test_cli_all_retries_failing_exits_with_one_error_line_and_no_file(image_pat
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_cli_missing_key_for_openai_and_bad_image(tmp_path, image_path):
+def test_cli_missing_key_for_openai_and_bad_image(tmp_path, image_path, run_main):
     out = tmp_path / "contacts.json"
-    result = _run_cli([str(image_path), "--people", "2", "-o", str(out)], tmp_path, key=None)
+    result = run_main([str(image_path), "--people", "2", "-o", str(out)], key=None)
     assert result.returncode == 2 and "OPENAI_API_KEY" in _lines(result.stdout)[0]["message"]
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello")
-    result = _run_cli([str(bad), "--people", "2", "--base-url", "http://127.0.0.1:9/v1", "-o", str(out)], tmp_path)
+    result = run_main([str(bad), "--people", "2", "--base-url", "http://127.0.0.1:9/v1", "-o", str(out)])
     assert result.returncode == 2 and "not an image" in _lines(result.stdout)[0]["message"]
     assert not out.exists()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.constraints import ParsedSample
+from engine.constraints import MAX_OPTIONS_PER_TERM, ParsedSample, sample_options
 from engine.lmm.parser import parse_response
 from engine.regions import GROUND, REGION_BASES
 from tests.data.lmm_responses import CASES
@@ -52,6 +52,9 @@ def _check_sample(sample: ParsedSample, num_people: int) -> None:
                 assert part.base in REGION_BASES or (part.base == GROUND and num_people == 1)
                 assert part.side in (None, "left", "right")
     assert sample.empty == (not sample.rows)
+    assert ParsedSample.from_dict(sample.to_dict()) == sample
+    options, _warnings = sample_options(sample.rows, num_people)
+    assert len(options) <= MAX_OPTIONS_PER_TERM
 
 
 _WORDS = st.sampled_from(

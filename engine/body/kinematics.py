@@ -141,7 +141,9 @@ def skin_vertices(
     transforms = torch.cat(
         [skeleton.skin_rotations.reshape(batch, joints, 9), skeleton.skin_translations], dim=-1
     )
-    blended = weights.to(rest_vertices.dtype) @ transforms
+    # One (V', J) x (J, B * 12) product rather than a broadcast batched one.
+    blended = weights.to(rest_vertices.dtype) @ transforms.permute(1, 0, 2).reshape(joints, batch * 12)
+    blended = blended.reshape(-1, batch, 12).permute(1, 0, 2)
     rotation = blended[..., :9].reshape(batch, -1, 3, 3)
     return (rotation @ rest_vertices.unsqueeze(-1)).squeeze(-1) + blended[..., 9:]
 
@@ -183,8 +185,8 @@ class VertexSubsetCache:
         weights: torch.Tensor,
         extra: tuple[torch.Tensor, ...] = (),
     ) -> None:
-        """template (V, 3); blendshapes (K, V, 3); weights (V, J); extra: arrays indexed by
-        vertex along dimension 0 of their (V, ...) shape... given as (K', V, 3) like blendshapes."""
+        """template (V, 3); blendshapes (K, V, 3); weights (V, J); extra: more (K', V, 3)
+        per-vertex bases (SMPL-X pose correctives), gathered like the blendshapes."""
         self._template = template
         self._blendshapes = blendshapes
         self._weights = weights

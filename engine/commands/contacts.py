@@ -44,11 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--box",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="x0,y0,x1,y1",
-        help="pixel box around a person (once per person, Person 1 first): the image is cropped "
-        "to the boxes and each is outlined (red, blue) for the model",
+        help="pixel box around each person (Person 1 first; top-left origin, upright image): the "
+        "image is cropped to the boxes and each is outlined (red, blue) for the model",
     )
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=500, help="token limit per response")

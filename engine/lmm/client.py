@@ -2,7 +2,8 @@
 LM Studio, OpenRouter, ...) with the ``openai`` package.
 
 One request asks for all N samples (``n=N``); endpoints that ignore ``n`` answer with fewer
-choices, and the rest are asked as concurrent single requests. The package's own retries are
+choices, and the rest are asked as concurrent single requests (also when an endpoint refuses
+``n`` with HTTP 400). The package's own retries are
 off (``max_retries=0``): this module retries 429 (honouring Retry-After), 5xx, timeouts,
 dropped connections and unreadable answers itself with exponential backoff, so the wait and
 the final message are under its control. The API key is passed to the package only; it is
@@ -28,6 +29,10 @@ from engine.lmm.prompts import Prompt
 
 class LmmError(Exception):
     """The endpoint could not give the samples; the message says what to do."""
+
+
+class RequestRejected(LmmError):
+    """HTTP 400: the endpoint refused the request itself (retrying it unchanged is useless)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ def _describe(error: Exception) -> str:
     if isinstance(error, openai.APIResponseValidationError):
         return "the answer was not a valid chat completion"
     if isinstance(error, ValueError):
+        if str(error).startswith("not a chat completion"):
+            return "the answer was JSON but not a chat completion"
         return "the answer was not valid JSON"
     return f"the answer was not a chat completion ({type(error).__name__})"
 
@@ -145,9 +152,13 @@ class _Caller:
                     temperature=request.temperature,
                     **token_limit,
                 )
-                texts, usage = self._read(response)
-                return texts, usage
+                return self._read(response)
             except openai.RateLimitError as error:
+                if getattr(error, "code", None) == "insufficient_quota":
+                    raise LmmError(
+                        f"the endpoint {settings.base_url} says the account's quota is used up "
+                        "(HTTP 429 insufficient_quota): add credit or use another key or endpoint"
+                    ) from None
                 last = _describe(error) + " (rate limited)"
                 wait_s = _retry_after_s(error)
             except openai.BadRequestError as error:
@@ -156,7 +167,7 @@ class _Caller:
                     # Newer OpenAI models take max_completion_tokens instead of max_tokens.
                     self.use_max_completion_tokens = True
                     continue
-                raise LmmError(
+                raise RequestRejected(
                     f"the endpoint {settings.base_url} rejected the request (HTTP 400): "
                     f"{message[:300]}; check --model and that it accepts images"
                 ) from None
@@ -178,9 +189,8 @@ class _Caller:
                     ) from None
                 last = _describe(error)
                 wait_s = _retry_after_s(error)
-            except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as error:
-                # ValueError covers a body that is not JSON; the others a JSON body that is
-                # not a chat completion.
+            except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError) as error:
+                # ValueError: a body that is not JSON, or JSON that is not a chat completion
                 last = _describe(error)
                 wait_s = None
             if attempt == settings.retries:
@@ -195,20 +205,25 @@ class _Caller:
 
     @staticmethod
     def _read(response: Any) -> tuple[list[str], TokenUsage]:
-        choices = response.choices
-        if not isinstance(choices, list):
-            raise TypeError("choices is not a list")
-        texts = []
-        for choice in sorted(choices, key=lambda c: getattr(c, "index", 0) or 0):
-            content = choice.message.content
-            texts.append(content if isinstance(content, str) else "")
-        usage = response.usage
-        if usage is None:
-            return texts, TokenUsage()
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0)
-        total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
-        return texts, TokenUsage(prompt, completion, total)
+        """Texts and usage of a completion; ValueError when it is not shaped like one (the
+        package does not validate answers, so a JSON body of any shape reaches here)."""
+        try:
+            choices = response.choices
+            if not isinstance(choices, list):
+                raise ValueError("not a chat completion: choices is not a list")
+            texts = []
+            for choice in sorted(choices, key=lambda c: getattr(c, "index", 0) or 0):
+                content = choice.message.content if choice.message is not None else None
+                texts.append(content if isinstance(content, str) else "")
+            usage = getattr(response, "usage", None)
+            if usage is None:
+                return texts, TokenUsage()
+            prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion = int(getattr(usage, "completion_tokens", 0) or 0)
+            total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion
+            return texts, TokenUsage(prompt, completion, total)
+        except (AttributeError, TypeError, KeyError) as error:
+            raise ValueError(f"not a chat completion: {error}") from None
 
 
 def sample_responses(
@@ -239,7 +254,14 @@ def sample_responses(
                         on_sample(len(texts), total)
             usage = usage + new_usage
 
-    first_texts, first_usage = caller.complete(request, total)
+    try:
+        first_texts, first_usage = caller.complete(request, total)
+    except RequestRejected:
+        if total == 1:
+            raise
+        # Some endpoints refuse n > 1 outright: one single request shows whether the request
+        # itself is the problem (then its error is final), the rest follow as below.
+        first_texts, first_usage = caller.complete(request, 1)
     record(first_texts, first_usage)
     missing = total - len(texts)
     if missing > 0:

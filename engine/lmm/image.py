@@ -5,7 +5,10 @@ Boxes (one per person, image pixels x0, y0, x1, y1): the image is cropped to the
 boxes grown by ``BOX_MARGIN`` of its size on each side (so the people fill the frame and
 others in the background matter less), and each box is drawn as a rectangle in its person's
 colour (``engine.lmm.prompts.BOX_COLOURS``), which the prompt names ("Person 1 is in the red
-rectangle")."""
+rectangle").
+
+Box coordinates are pixels of the upright image (after the EXIF orientation is applied), origin
+at the top left."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from engine.lmm.prompts import BOX_COLOURS
 
@@ -65,7 +68,8 @@ def encode_image(path: str | Path, boxes: Sequence[Box] = (), max_side: int = MA
         raise ImageError(f"cannot read image {path}: {error.strerror or error}") from None
     try:
         with Image.open(io.BytesIO(raw)) as opened:
-            image = opened.convert("RGB")
+            # Phone photos store their rotation in EXIF: the model must see them upright.
+            image = ImageOps.exif_transpose(opened).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ImageError(f"{path} is not an image Pillow can read ({error}); use a JPEG or PNG") from None
     width, height = image.size

@@ -633,4 +633,37 @@ Note: the other hand may touch the thigh, but I am not sure.
         (("hand", "hand"), ("shoulder_front", "shoulder_front")),
         0,
     ),
+    ResponseCase(
+        "two_tables_without_blank_line",
+        2,
+        """| Person 1 part | Person 2 part |
+|---|---|
+| hand | head |
+| Person 1 part | Person 2 part |
+|---|---|
+| hand | neck |
+| chest | back |
+""",
+        (("hand", "neck"), ("chest", "back")),
+        0,
+    ),
+    ResponseCase(
+        "think_block_with_draft_table",
+        1,
+        """<think>
+The woman does a plank. Maybe:
+| Part | Part |
+|---|---|
+| hand | ground |
+Hmm, actually her forearms are on the floor, not the hands.
+</think>
+
+| Part | Part |
+|---|---|
+| forearms | floor |
+| feet | floor |
+""",
+        (("both_arm", "ground"), ("both_foot", "ground")),
+        0,
+    ),
 )

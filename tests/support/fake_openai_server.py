@@ -6,9 +6,10 @@ it over real sockets. Each test scripts it: a list of actions consumed one per r
 
 Actions:
     ("choices", k)       200 with k choices (k=None: as many as the request's n)
-    ("status", code, headers)   an error status with a JSON error body
+    ("status", code, headers[, error_code])   an error status with a JSON error body
     ("sleep", seconds)   wait, then answer like ("choices", None) (to provoke timeouts)
     ("malformed",)       200, JSON content type, a body that is not JSON
+    ("wrong_shape",)     200, valid JSON that is not a chat completion
     ("drop",)            close the connection without answering
 """
 
@@ -106,10 +107,15 @@ class FakeOpenAIServer:
         if kind == "malformed":
             self._send(handler, 200, b'{"id": "x", "choices": [ {"index": 0, "mess', {})
             return
+        if kind == "wrong_shape":
+            self._send(handler, 200, b'{"choices": "none today", "usage": 7}', {})
+            return
         if kind == "status":
             code = action[1]
             headers = action[2] if len(action) > 2 else {}
-            payload = json.dumps({"error": {"message": f"scripted {code}", "type": "test"}}).encode()
+            error_code = action[3] if len(action) > 3 else None
+            error = {"message": f"scripted {code}", "type": "test", "code": error_code}
+            payload = json.dumps({"error": error}).encode()
             self._send(handler, code, payload, headers)
             return
         if kind == "sleep":

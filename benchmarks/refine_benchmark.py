@@ -1,0 +1,421 @@
+"""Refinement benchmark on the built-in Anny body: speed and accuracy of contact refinement.
+
+    .venv/bin/python benchmarks/refine_benchmark.py            # every case
+    .venv/bin/python benchmarks/refine_benchmark.py --quick    # one two-person, one one-person case
+
+Each case has a ground-truth pose with the contact (built by optimizing the joint angles of a
+starting placement until the named regions touch), a perturbed initial pose (Gaussian joint
+noise like a pose regressor's error, plus a small root shift), and N = 20 LMM-style parsed
+samples of which some are wrong (wrong rows, wrong-only answers, one empty answer). The engine
+refines the perturbed pose from those samples. For the two-person cases a deliberately naive
+implementation of the same loss in the style of the research code (per-iteration
+``random.sample`` of region vertices, a Python loop of per-pair ``torch.cdist`` on the fully
+skinned mesh, one loss expression per sample rebuilt every step) runs the same schedule on the
+same case, and the speed ratio is printed.
+
+Printed per case and overall: contact distance before/after (the largest of the case's
+ground-truth contact pairs, full region vertex sets), MPJPE to the ground truth before/after
+(body joints, world frame, mm), maximum penetration after (mm, mesh-based: see
+engine.metrics.max_penetration_depth), iterations per stage, wall time of the refinement and
+the naive speed ratio; then the targets of issue 4 with pass/fail and the peak memory
+(resource.getrusage). Timings depend on the machine's load: the figures are printed, not
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.body import load_body  # noqa: E402
+from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
+from engine.losses import LOSS_TERMS, LossInputs  # noqa: E402
+from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
+from engine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
+from engine.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
+from engine.optimizer import OptimizerConfig, PeopleState, RefineProblem, default_weights, refine  # noqa: E402
+from engine.problem import BodyStatics, PersonOptions, build_problem  # noqa: E402
+from engine.region_map import body_regions  # noqa: E402
+from engine.regions import GROUND  # noqa: E402
+
+NUM_SAMPLES = 20
+FLOOR = 0.0
+STAND_HEIGHT = 0.82  # Anny's root above the soles in its rest pose
+JOINT_NOISE_RAD = 0.05
+ROOT_NOISE_M = 0.015
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    num_people: int
+    # per person: (x, y, yaw in degrees); everyone stands on the floor
+    placement: tuple[tuple[float, float, float], ...]
+    # ground-truth contacts: (person_a, region_a, person_b, region_b)
+    contacts: tuple[tuple[int, str, int, str], ...]
+    # what a correct LMM answer says: rows of (part words); plural words mean both sides
+    answer: tuple[tuple[str, str], ...]
+    # rows a wrong answer may give
+    wrong: tuple[tuple[str, str], ...]
+
+
+FACING = ((0.0, 0.0, 0.0), (0.0, -0.55, 180.0))
+SIDE_BY_SIDE = ((0.0, 0.0, 0.0), (-0.55, 0.0, 0.0))
+CASES: tuple[Case, ...] = (
+    Case("hand on shoulder", 2, FACING, ((0, "right_hand", 1, "left_shoulder"),), (("hand", "shoulder"),),
+         (("head", "back"), ("foot", "foot"), ("hand", "stomach"))),
+    Case("hug", 2, ((0.0, 0.0, 0.0), (0.0, -0.42, 180.0)),
+         ((0, "left_hand", 1, "back"), (0, "right_hand", 1, "back")), (("hands", "back"),),
+         (("head", "head"), ("leg", "leg"), ("hand", "butt"))),
+    Case("handshake", 2, FACING, ((0, "right_hand", 1, "right_hand"),), (("hand", "hand"),),
+         (("hand", "shoulder"), ("arm", "back"), ("foot", "leg"))),
+    Case("holding hands", 2, SIDE_BY_SIDE, ((0, "right_hand", 1, "left_hand"),), (("hand", "hand"),),
+         (("arm", "arm"), ("shoulder", "shoulder"), ("hand", "waist"))),
+    Case("arm around waist", 2, SIDE_BY_SIDE, ((0, "right_hand", 1, "waist_back"),), (("hand", "waist (back)"),),
+         (("head", "shoulder"), ("hand", "hand"), ("leg", "leg"))),
+    Case("hand on head", 1, ((0.0, 0.0, 0.0),), ((0, "right_hand", 0, "head"),), (("hand", "head"),),
+         (("hand", "stomach"), ("foot", "ground"), ("arm", "back"))),
+    Case("hands on knees", 1, ((0.0, 0.0, 0.0),), ((0, "left_hand", 0, "left_leg"), (0, "right_hand", 0, "right_leg")),
+         (("hands", "legs"),), (("hand", "head"), ("arm", "stomach"), ("foot", "foot"))),
+    Case("foot on thigh", 1, ((0.0, 0.0, 0.0),), ((0, "right_foot", 0, "left_leg"),), (("foot", "leg"),),
+         (("hand", "head"), ("hand", "leg"), ("arm", "back"))),
+    Case("hands on ground", 1, ((0.0, 0.0, 0.0),),
+         ((0, "left_hand", 0, GROUND), (0, "right_hand", 0, GROUND), (0, "left_foot", 0, GROUND), (0, "right_foot", 0, GROUND)),
+         (("hands", "ground"), ("feet", "ground")), (("hand", "head"), ("butt", "ground"), ("back", "ground"))),
+)
+
+
+# ----------------------------------------------------------------------------------- samples
+
+def _cell(word: str) -> ParsedCell:
+    plural = {"hands": "hand", "legs": "leg", "feet": "foot", "shoulders": "shoulder", "arms": "arm"}
+    base = {"waist (back)": "waist_back", "waist (front)": "waist_front"}.get(word, word)
+    if word in plural:
+        return ParsedCell((CellPart(plural[word], both_sides=True),), word)
+    return ParsedCell((CellPart(base),), word)
+
+
+def _row(pair: tuple[str, str]) -> ParsedRow:
+    return ParsedRow(_cell(pair[0]), _cell(pair[1]), f"{pair[0]} | {pair[1]}")
+
+
+def lmm_samples(case: Case, rng: random.Random) -> list[ParsedSample]:
+    """20 answers: 13 correct, 4 correct plus a wrong row, 2 wrong only, 1 empty."""
+    correct = [_row(p) for p in case.answer]
+    samples = [ParsedSample(rows=tuple(correct)) for _ in range(13)]
+    samples += [ParsedSample(rows=tuple(correct) + (_row(rng.choice(case.wrong)),)) for _ in range(4)]
+    samples += [ParsedSample(rows=(_row(rng.choice(case.wrong)),)) for _ in range(2)]
+    samples.append(ParsedSample(rows=(), empty=True))
+    rng.shuffle(samples)
+    return samples
+
+
+# ----------------------------------------------------------------------------------- poses
+
+def placement_state(body, case: Case) -> PeopleState:
+    n, j = case.num_people, len(body.joint_names)
+    rotations = torch.eye(3).repeat(n, j, 1, 1)
+    translations = torch.zeros(n, 3)
+    for p, (x, y, yaw) in enumerate(case.placement):
+        rotations[p, 0] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.radians(yaw)], dtype=torch.float32))
+        translations[p] = torch.tensor([x, y, STAND_HEIGHT])
+    return PeopleState(rotations, translations, body.default_shape().repeat(n, 1))
+
+
+def contact_objective(case: Case) -> ContactObjective:
+    terms = []
+    for a, ra, b, rb in case.contacts:
+        pair = RegionPair(a, ra, a if rb == GROUND else b, rb)
+        terms.append(ContactTerm(options=(((pair,),),), weight=1.0, source="artist", label=pair.label()))
+    return ContactObjective(tuple(terms))
+
+
+def ground_truth(statics, regions, case: Case) -> PeopleState:
+    """Optimize the joint angles of the placement until the contacts are made."""
+    start = placement_state(statics.body, case)
+    objective = contact_objective(case)
+    problem = build_problem(statics, regions, objective, start, [PersonOptions()] * case.num_people, floor_height=FLOOR)
+    weights = replace(
+        default_weights(case.num_people),
+        contact=(3000.0, 3000.0), stay_close=(2.0, 2.0), shape_prior=(0.0, 0.0),
+    )
+    config = OptimizerConfig(weights=weights, max_iterations=(400, 200), optimize_shape=(False, False), early_stop_slope=-1e-3)
+    return refine(problem, config).state
+
+
+def perturb(state: PeopleState, optimizable: torch.Tensor, seed: int) -> PeopleState:
+    generator = torch.Generator().manual_seed(seed)
+    n, j = state.local_rotations.shape[:2]
+    noise = torch.randn(n, j, 3, generator=generator) * JOINT_NOISE_RAD
+    noise[:, 0] *= 0.3  # global orientation: smaller error
+    noise = noise * optimizable[None, :, None]
+    rotations = state.local_rotations @ axis_angle_to_matrix(noise)
+    shift = torch.randn(n, 3, generator=generator) * ROOT_NOISE_M
+    return PeopleState(rotations, state.root_translation + shift, state.shape.clone())
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+@dataclass
+class Evaluation:
+    contact_m: float
+    joints: np.ndarray  # (N, J', 3) body joints
+
+
+def evaluate_state(body, regions, case: Case, state: PeopleState, body_joints: torch.Tensor) -> tuple[Evaluation, object]:
+    with torch.no_grad():
+        out = body.forward(state.local_rotations, state.root_translation, state.shape)
+    vertices = out.vertices
+    worst = 0.0
+    for a, ra, b, rb in case.contacts:
+        va = vertices[a, torch.as_tensor(regions.vertex_ids(ra))]
+        if rb == GROUND:
+            d = abs(float(va[:, 2].min()) - FLOOR)
+        else:
+            vb = vertices[b, torch.as_tensor(regions.vertex_ids(rb))]
+            d = float(torch.cdist(va, vb).min())
+        worst = max(worst, d)
+    return Evaluation(worst, out.joints[:, body_joints].numpy()), out
+
+
+def penetration_after(body, regions, case: Case, out) -> float:
+    vertices = out.vertices.numpy()
+    faces = body.faces
+    deepest = max(0.0, FLOOR - float(vertices[..., 2].min()))
+    if case.num_people == 2:
+        normals = [vertex_normals(v, faces) for v in vertices]
+        deepest = max(deepest, max_penetration_depth(vertices[0], vertices[1], normals[1]))
+        deepest = max(deepest, max_penetration_depth(vertices[1], vertices[0], normals[0]))
+    else:
+        normals = vertex_normals(vertices[0], faces)
+        for _, ra, _, rb in case.contacts:
+            if rb == GROUND:
+                continue
+            ids_a, ids_b = regions.vertex_ids(ra), regions.vertex_ids(rb)
+            deepest = max(deepest, max_penetration_depth(vertices[0][ids_a], vertices[0][ids_b], normals[ids_b]))
+            deepest = max(deepest, max_penetration_depth(vertices[0][ids_b], vertices[0][ids_a], normals[ids_a]))
+    return deepest
+
+
+# ----------------------------------------------------------------------------------- naive loss
+
+def naive_contact(objective: ContactObjective, regions, vertices: torch.Tensor, floor: float, rng: random.Random) -> torch.Tensor:
+    """The research code's scheme: fresh random vertex samples every call, one cdist per pair
+    in a Python loop, one expression per term built from scratch."""
+    total = vertices.new_zeros(())
+    for term in objective.terms:
+        option_values = []
+        for option in term.options:
+            row_values = []
+            for row in option:
+                alternatives = []
+                for pair in row:
+                    ids_a = regions.vertex_ids(pair.region_a).tolist()
+                    va = vertices[pair.person_a, rng.sample(ids_a, min(80, len(ids_a)))]
+                    if pair.is_ground:
+                        alternatives.append((va[:, 2].min() - floor).abs())
+                    else:
+                        ids_b = regions.vertex_ids(pair.region_b).tolist()
+                        vb = vertices[pair.person_b, rng.sample(ids_b, min(80, len(ids_b)))]
+                        alternatives.append(torch.cdist(va, vb).min())
+                row_values.append(torch.stack(alternatives).min())
+            option_values.append(torch.stack(row_values).sum())
+        total = total + term.weight * torch.stack(option_values).min()
+    return total
+
+
+def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, config: OptimizerConfig) -> tuple[PeopleState, float, tuple[int, ...]]:
+    """Same two-stage schedule, parameterisation and other terms; the contact term naive and
+    every vertex skinned."""
+    started = time.perf_counter()
+    body, initial = problem.body, problem.initial
+    rng = random.Random(config.seed)
+    all_ids = torch.arange(body.num_vertices)
+    slots = problem.vertex_ids[problem.setup.penetration.vertex_slots]
+    setup = replace(problem.setup, penetration=replace(problem.setup.penetration, vertex_slots=slots))
+    offsets = torch.zeros(initial.local_rotations.shape[:2] + (3,), requires_grad=True)
+    shift = torch.zeros(initial.root_translation.shape, requires_grad=True)
+    shape = initial.shape.clone().requires_grad_(True)
+    joint_mask = problem.movable_joints.float()[..., None] * config.rotation_scale
+    iterations = []
+    for stage in range(config.weights.num_stages):
+        weights = config.weights.for_stage(stage)
+        params = [offsets, shift] + ([shape] if config.optimize_shape[stage] else [])
+        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage])
+        history: list[float] = []
+        done = 0
+        for iteration in range(1, config.max_iterations[stage] + 1):
+            optimizer.zero_grad()
+            pose_offsets = offsets * joint_mask
+            rotations = initial.local_rotations @ axis_angle_to_matrix(pose_offsets)
+            translation = shift * config.translation_scale
+            current_shape = shape if config.optimize_shape[stage] else shape.detach()
+            out = body.forward(rotations, initial.root_translation + translation, current_shape, all_ids)
+            inputs = LossInputs(setup, out.vertices, out.joints, out.joint_frames, rotations, pose_offsets, translation, current_shape)
+            loss = weights["contact"] * naive_contact(objective, regions, out.vertices, setup.floor_height, rng)
+            for name, weight in weights.items():
+                if name != "contact" and weight:
+                    loss = loss + weight * LOSS_TERMS[name](inputs)[name]
+            loss.backward()
+            optimizer.step()
+            done = iteration
+            history.append(float(loss.detach()))
+            if len(history) >= config.early_stop_window:
+                window = np.array(history[-config.early_stop_window:])
+                if np.polyfit(np.arange(len(window)), window, 1)[0] > config.early_stop_slope:
+                    break
+        iterations.append(done)
+    with torch.no_grad():
+        state = PeopleState(
+            initial.local_rotations @ axis_angle_to_matrix(offsets * joint_mask),
+            initial.root_translation + shift * config.translation_scale,
+            shape.detach(),
+        )
+    return state, time.perf_counter() - started, tuple(iterations)
+
+
+# ----------------------------------------------------------------------------------- main
+
+@dataclass
+class CaseResult:
+    name: str
+    num_people: int
+    contact_before: float
+    contact_after: float
+    mpjpe_before: float
+    mpjpe_after: float
+    pa_before: float
+    pa_after: float
+    penetration: float
+    iterations: tuple[int, ...]
+    wall_time: float
+    naive_time: float | None
+    naive_contact: float | None
+    backed_off: bool
+
+
+def run_case(body, regions, statics, case: Case, seed: int, naive: bool, **config_overrides) -> CaseResult:
+    gt = ground_truth(statics, regions, case)
+    body_joints = statics.optimizable.nonzero()[:, 0]
+    initial = perturb(gt, statics.optimizable.float(), seed)
+    samples = lmm_samples(case, random.Random(seed))
+    objective = objective_from_samples(samples, case.num_people)
+    problem = build_problem(statics, regions, objective, initial, [PersonOptions()] * case.num_people, floor_height=FLOOR)
+    config = OptimizerConfig(weights=default_weights(case.num_people), seed=seed, **config_overrides)
+    outcome = refine(problem, config)
+    gt_eval, _ = evaluate_state(body, regions, case, gt, body_joints)
+    before, _ = evaluate_state(body, regions, case, initial, body_joints)
+    after, out_after = evaluate_state(body, regions, case, outcome.state, body_joints)
+
+    def pa(evaluation: Evaluation) -> float:
+        if case.num_people == 2:
+            return joint_pa_mpjpe(list(evaluation.joints), list(gt_eval.joints))
+        return pa_mpjpe(evaluation.joints[0], gt_eval.joints[0])
+
+    naive_time = naive_distance = None
+    if naive:
+        naive_state, naive_time, _ = naive_refine(problem, objective, regions, config)
+        naive_distance = evaluate_state(body, regions, case, naive_state, body_joints)[0].contact_m
+    return CaseResult(
+        name=case.name,
+        num_people=case.num_people,
+        contact_before=before.contact_m,
+        contact_after=after.contact_m,
+        mpjpe_before=mpjpe(before.joints, gt_eval.joints),
+        mpjpe_after=mpjpe(after.joints, gt_eval.joints),
+        pa_before=pa(before),
+        pa_after=pa(after),
+        penetration=penetration_after(body, regions, case, out_after),
+        iterations=outcome.iterations,
+        wall_time=outcome.wall_time_s,
+        naive_time=naive_time,
+        naive_contact=naive_distance,
+        backed_off=objective.backed_off,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one two-person and one one-person case")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive implementation")
+    parser.add_argument("--case", action="append", help="run only cases whose name contains this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cases = list(CASES)
+    if args.quick:
+        cases = [CASES[0], CASES[5]]
+    if args.case:
+        cases = [c for c in cases if any(s in c.name for s in args.case)]
+
+    load_started = time.perf_counter()
+    body = load_body("anny")
+    regions = body_regions(body)
+    statics = BodyStatics(body, body.default_shape())
+    print(f"body: anny, {body.num_vertices} vertices, {len(body.joint_names)} joints; "
+          f"loaded in {time.perf_counter() - load_started:.1f} s; torch threads {torch.get_num_threads()}")
+    try:
+        load = open("/proc/loadavg").read().split()[:3]
+        print(f"machine load average (1/5/15 min): {' '.join(load)} on {len(__import__('os').sched_getaffinity(0))} cores")
+    except OSError:
+        pass
+    header = (f"{'case':<18} {'contact before->after (mm)':>27} {'MPJPE before->after (mm)':>25} "
+              f"{'PA-MPJPE (mm)':>15} {'pen (mm)':>8} {'iters':>9} {'time (s)':>8} {'naive (s)':>9} {'ratio':>6} {'naive contact (mm)':>18}")
+    print(header)
+    results = []
+    for index, case in enumerate(cases):
+        result = run_case(body, regions, statics, case, args.seed + index, naive=(case.num_people == 2 and not args.no_naive))
+        results.append(result)
+        ratio = f"{result.naive_time / result.wall_time:6.1f}" if result.naive_time else "     -"
+        naive_t = f"{result.naive_time:9.2f}" if result.naive_time else "        -"
+        naive_c = f"{1000 * result.naive_contact:18.1f}" if result.naive_contact is not None else "                 -"
+        print(f"{result.name:<18} {1000 * result.contact_before:12.1f} -> {1000 * result.contact_after:10.1f} "
+              f"{1000 * result.mpjpe_before:11.1f} -> {1000 * result.mpjpe_after:9.1f} "
+              f"{1000 * result.pa_before:6.1f}->{1000 * result.pa_after:6.1f} {1000 * result.penetration:8.1f} "
+              f"{'/'.join(map(str, result.iterations)):>9} {result.wall_time:8.2f} {naive_t} {ratio} {naive_c}", flush=True)
+
+    two = [r for r in results if r.num_people == 2]
+    restored = sum(r.contact_after <= 0.01 for r in results)
+    print()
+    print(f"overall: contact before {1000 * statistics.mean(r.contact_before for r in results):.1f} mm, "
+          f"after {1000 * statistics.mean(r.contact_after for r in results):.1f} mm (mean of cases); "
+          f"MPJPE {1000 * statistics.mean(r.mpjpe_before for r in results):.1f} -> "
+          f"{1000 * statistics.mean(r.mpjpe_after for r in results):.1f} mm; "
+          f"max penetration {1000 * max(r.penetration for r in results):.1f} mm")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    checks = []
+    if two:
+        median_two = statistics.median(r.wall_time for r in two)
+        checks.append((f"two-person median refinement time {median_two:.2f} s <= 1.0 s", median_two <= 1.0))
+        ratios = [r.naive_time / r.wall_time for r in two if r.naive_time]
+        if ratios:
+            checks.append((f"naive / engine time, min over two-person cases {min(ratios):.1f}x >= 10x", min(ratios) >= 10))
+            checks.append((
+                "engine final contact <= naive final contact in every two-person case",
+                all(r.contact_after <= r.naive_contact + 1e-4 for r in two if r.naive_contact is not None),
+            ))
+    checks.append((f"contacts restored to <= 1 cm in {restored}/{len(results)} cases (>= 95%)", restored >= 0.95 * len(results)))
+    checks.append(("MPJPE lower after than before in every case", all(r.mpjpe_after < r.mpjpe_before for r in results)))
+    worst_pen = max(r.penetration for r in results)
+    checks.append((f"max penetration after {1000 * worst_pen:.1f} mm <= 10 mm", worst_pen <= 0.01))
+    checks.append((f"peak memory of this process {peak_mb:.0f} MB <= 1536 MB", peak_mb <= 1536))
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The contact loss: a :class:`~engine.objective.ContactObjective` evaluated fast.
+
+Every distinct :class:`~engine.objective.RegionPair` of the objective gets one row of padded
+index tensors (the fixed vertex subsample of each side, padded to the longest subsample with
+a mask). Per iteration :func:`pair_distances` gathers the posed vertices of all pairs at once
+and takes one batched ``cdist`` + masked minimum: one distance per pair, whatever the number of
+samples, assignments and person orders that use it. The objective's value
+
+    sum_t weight_t * min_options sum_rows min_alternatives d(pair)
+
+is then a few gathers and reductions over small precomputed index tensors
+(:func:`term_values`). Ground pairs use the height of the region's lowest vertex above the
+floor plane, as an absolute value: sinking into the floor is as wrong as floating above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from engine.objective import ContactObjective, RegionPair
+
+# Padding distance for masked entries: large, finite (inf * 0 would give NaN in a sum).
+_FAR = 1.0e4
+
+
+class RegionVertices(Protocol):
+    """What the losses need of a body's region map (``engine.region_map``)."""
+
+    def subsample(self, region: str) -> np.ndarray:  # (K,) vertex ids of the fixed subsample
+        ...
+
+
+@dataclass(frozen=True)
+class ContactIndex:
+    """Precomputed index tensors of one objective.
+
+    Vertex indices point into the *needed-vertex list* of each person (see
+    :class:`~engine.losses.inputs.VertexSelection`), not into the full mesh.
+
+    pairs: the distinct pairs, in order (P of them).
+    person_a, person_b: (P,) long.
+    vertex_a, vertex_b: (P, K) long, padded; mask_a, mask_b: (P, K) bool.
+    is_ground: (P,) bool.
+    row_pairs: (R, A) long into pairs; row_mask: (R, A) bool.
+    option_rows: (O, W) long into rows; option_mask: (O, W) bool.
+    term_options: (T, Q) long into options; term_mask: (T, Q) bool.
+    term_weights: (T,) float.
+    """
+
+    pairs: tuple[RegionPair, ...]
+    person_a: torch.Tensor
+    person_b: torch.Tensor
+    vertex_a: torch.Tensor
+    vertex_b: torch.Tensor
+    mask_a: torch.Tensor
+    mask_b: torch.Tensor
+    is_ground: torch.Tensor
+    row_pairs: torch.Tensor
+    row_mask: torch.Tensor
+    option_rows: torch.Tensor
+    option_mask: torch.Tensor
+    term_options: torch.Tensor
+    term_mask: torch.Tensor
+    term_weights: torch.Tensor
+
+    @property
+    def num_terms(self) -> int:
+        return int(self.term_weights.shape[0])
+
+
+def _pad(rows: Sequence[Sequence[int]], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(r) for r in rows), default=0)
+    width = max(width, 1)
+    values = torch.full((len(rows), width), fill, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        values[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        mask[i, : len(row)] = True
+    return values, mask
+
+
+def needed_contact_vertices(objective: ContactObjective, regions: RegionVertices, num_people: int) -> list[np.ndarray]:
+    """Per person, the sorted mesh vertex ids the contact pairs of ``objective`` read."""
+    needed: list[set[int]] = [set() for _ in range(num_people)]
+    for pair in objective.pairs():
+        if pair.person_a >= num_people or pair.person_b >= num_people:
+            raise ValueError(f"contact pair {pair.label()} names a person that is not in the job")
+        needed[pair.person_a].update(int(v) for v in regions.subsample(pair.region_a))
+        if not pair.is_ground:
+            needed[pair.person_b].update(int(v) for v in regions.subsample(pair.region_b))
+    return [np.array(sorted(s), dtype=np.int64) for s in needed]
+
+
+def build_contact_index(
+    objective: ContactObjective,
+    regions: RegionVertices,
+    needed_vertices: Sequence[np.ndarray],
+) -> ContactIndex:
+    """Turn ``objective`` into padded index tensors.
+
+    needed_vertices: per person, the sorted (V'_p,) mesh vertex ids that the posed-vertex
+        tensor of that person holds (they must include every subsample the pairs use).
+    """
+    pairs = objective.pairs()
+    pair_slot = {pair: i for i, pair in enumerate(pairs)}
+
+    def local(person: int, region: str) -> list[int]:
+        ids = np.asarray(regions.subsample(region), dtype=np.int64)
+        table = needed_vertices[person]
+        where = np.searchsorted(table, ids)
+        if np.any(where >= len(table)) or np.any(table[np.minimum(where, len(table) - 1)] != ids):
+            raise ValueError(f"region {region!r} of person {person + 1} is not in the skinned vertex set")
+        return where.tolist()
+
+    side_a = [local(p.person_a, p.region_a) for p in pairs]
+    side_b = [local(p.person_a, p.region_a) if p.is_ground else local(p.person_b, p.region_b) for p in pairs]
+    vertex_a, mask_a = _pad(side_a)
+    vertex_b, mask_b = _pad(side_b)
+
+    row_slot: dict[tuple[RegionPair, ...], int] = {}
+    option_slot: dict[tuple[int, ...], int] = {}
+    term_options: list[list[int]] = []
+    for term in objective.terms:
+        options_of_term: list[int] = []
+        for option in term.options:
+            rows = tuple(row_slot.setdefault(tuple(sorted(row)), len(row_slot)) for row in option)
+            options_of_term.append(option_slot.setdefault(rows, len(option_slot)))
+        term_options.append(options_of_term)
+    rows_sorted = sorted(row_slot, key=row_slot.get)  # type: ignore[arg-type]
+    options_sorted = sorted(option_slot, key=option_slot.get)  # type: ignore[arg-type]
+    row_pairs, row_mask = _pad([[pair_slot[p] for p in row] for row in rows_sorted])
+    option_rows, option_mask = _pad([list(rows) for rows in options_sorted])
+    term_index, term_mask = _pad(term_options)
+    return ContactIndex(
+        pairs=pairs,
+        person_a=torch.tensor([p.person_a for p in pairs], dtype=torch.long),
+        person_b=torch.tensor([p.person_b for p in pairs], dtype=torch.long),
+        vertex_a=vertex_a,
+        vertex_b=vertex_b,
+        mask_a=mask_a,
+        mask_b=mask_b,
+        is_ground=torch.tensor([p.is_ground for p in pairs], dtype=torch.bool),
+        row_pairs=row_pairs,
+        row_mask=row_mask,
+        option_rows=option_rows,
+        option_mask=option_mask,
+        term_options=term_index,
+        term_mask=term_mask,
+        term_weights=torch.tensor([t.weight for t in objective.terms], dtype=torch.float32),
+    )
+
+
+def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
+    """Minimum distance of every pair, in one batched computation.
+
+    vertices: (N, V', 3) posed needed vertices of the N people (world frame, Z up).
+    Returns (P,) metres.
+
+    The nearest vertex pair of every region pair is found without gradient (one batched
+    ``cdist`` and a masked argmin); only those P distances are then recomputed with
+    gradient. That is exactly the (sub)gradient of the minimum, without back-propagating
+    through the (P, K, K) distance matrix.
+    """
+    if not index.pairs:
+        return vertices.new_zeros(0)
+    points_a = vertices[index.person_a[:, None], index.vertex_a]  # (P, K, 3)
+    points_b = vertices[index.person_b[:, None], index.vertex_b]
+    rows = torch.arange(len(index.pairs))
+    with torch.no_grad():
+        # Padding slots sit at two far-apart sentinel points, so no mask over (P, K, K) is needed.
+        far = points_a.new_tensor([_FAR, _FAR, _FAR])
+        padded_a = torch.where(index.mask_a[..., None], points_a, far)
+        padded_b = torch.where(index.mask_b[..., None], points_b, -far)
+        flat = torch.cdist(padded_a, padded_b).flatten(1).argmin(dim=1)  # over (P, K * K)
+        width = points_b.shape[1]
+        nearest_a, nearest_b = flat // width, flat % width
+        lowest = points_a[..., 2].masked_fill(~index.mask_a, _FAR).argmin(dim=1)
+    gap = points_a[rows, nearest_a] - points_b[rows, nearest_b]
+    nearest = torch.sqrt((gap * gap).sum(-1) + 1e-12)
+    heights = points_a[rows, lowest, 2] - floor_height
+    return torch.where(index.is_ground, heights.abs(), nearest)
+
+
+def term_values(index: ContactIndex, distances: torch.Tensor) -> torch.Tensor:
+    """(P,) pair distances -> (T,) unweighted term values: min over options of the sum over
+    rows of the min over alternatives."""
+    rows = distances[index.row_pairs].masked_fill(~index.row_mask, _FAR).amin(dim=1)  # (R,)
+    options = (rows[index.option_rows] * index.option_mask).sum(dim=1)  # (O,)
+    return options[index.term_options].masked_fill(~index.term_mask, _FAR).amin(dim=1)  # (T,)
+
+
+def contact_value(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
+    """The objective's weighted value (scalar); zero for an objective without terms."""
+    if index.num_terms == 0:
+        return vertices.new_zeros(())
+    values = term_values(index, pair_distances(index, vertices, floor_height))
+    return (index.term_weights.to(values.dtype) * values).sum()

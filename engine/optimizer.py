@@ -1,0 +1,339 @@
+"""Two-stage Adam refinement (DESIGN.md section 4, "Optimization").
+
+Stage 1 moves root translation, shape and body pose (lr 0.01); stage 2 root translation and
+body pose (lr 0.001); each runs at most ``max_iterations`` steps and stops early when the slope
+of a least-squares line through the last ``early_stop_window`` total losses is above
+``early_stop_slope`` (the loss no longer falls).
+
+Rotations are optimized as axis-angle *offsets* from the initial local rotations,
+``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
+squared offset angle, and a joint that must not move (pinned, frozen, or of a fixed person)
+simply has its offset masked to zero, so no gradient ever reaches it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable
+
+import torch
+
+from engine.body.base import BodyModel, BodyOutput
+from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
+from engine.losses.geometry import axis_angle_to_matrix
+from engine.losses.penetration import penetration_candidates
+
+NUM_STAGES = 2
+
+
+@dataclass(frozen=True)
+class StageWeights:
+    """One weight per stage for every loss term (names as in ``engine.losses.LOSS_TERMS``)."""
+
+    contact: tuple[float, ...]
+    stay_close: tuple[float, ...]
+    joint_limits: tuple[float, ...]
+    penetration: tuple[float, ...]
+    shape_prior: tuple[float, ...]
+    keypoints_2d: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"every weight list needs one value per stage; got lengths {lengths}")
+        for name in lengths:
+            if name not in LOSS_TERMS:
+                raise ValueError(f"weight {name!r} has no loss term")
+            values = getattr(self, name)
+            if any(not (v >= 0.0 and math.isfinite(v)) for v in values):
+                raise ValueError(f"weight {name!r} must be finite and >= 0, got {values}")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.contact)
+
+    def for_stage(self, stage: int) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)[stage]) for f in fields(self)}
+
+    def with_overrides(self, overrides: dict[str, tuple[float, ...]]) -> StageWeights:
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"unknown weight(s) {unknown}; known: {[f.name for f in fields(self)]}")
+        return replace(self, **{name: tuple(float(v) for v in values) for name, values in overrides.items()})
+
+
+def default_weights(num_people: int) -> StageWeights:
+    """The paper's weights where the paper has the term (LMM contact, stay close to the
+    initial pose, shape prior, 2D keypoints; two people vs one person), this project's for
+    the terms it adds (joint limits, interpenetration)."""
+    if num_people >= 2:
+        contact, stay = (1000.0, 1000.0), (200.0, 200.0)
+    else:
+        contact, stay = (10000.0, 10000.0), (400.0, 400.0)
+    return StageWeights(
+        contact=contact,
+        stay_close=stay,
+        joint_limits=(1000.0, 1000.0),
+        penetration=(100.0, 100.0),
+        shape_prior=(40.0, 0.0),
+        keypoints_2d=(0.04, 0.1),
+    )
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    weights: StageWeights
+    learning_rates: tuple[float, ...] = (0.01, 0.001)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_iterations: tuple[int, ...] = (1000, 1000)
+    # Which variables each stage moves, besides body pose and root translation.
+    optimize_shape: tuple[bool, ...] = (True, False)
+    early_stop_window: int = 20
+    early_stop_slope: float = -1e-4
+    seed: int = 0
+    progress_every: int = 10
+    # Radians of joint rotation per unit of the optimized variable. Adam moves every variable
+    # by about the learning rate per step, and a rig with many short bones in a chain (Anny's
+    # five spine, two upper-arm and two forearm bones) would swing a hand several centimetres
+    # per step at lr 0.01 and overshoot the contact; this scale keeps the paper's learning
+    # rates while making one step move a limb about as far as on a 21-joint SMPL-X body.
+    rotation_scale: float = 0.25
+    # Metres of root translation per unit of the optimized variable, for the same reason: at
+    # lr 0.01 an unscaled root moves 1 cm per step.
+    translation_scale: float = 0.25
+    # Every this many steps the vertex-capsule pairs near or past contact are found again
+    # (engine.losses.penetration.penetration_candidates); in between only those are evaluated.
+    penetration_refresh: int = 5
+
+    def __post_init__(self) -> None:
+        n = self.weights.num_stages
+        for name in ("learning_rates", "max_iterations", "optimize_shape"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} needs {n} values (one per stage), got {getattr(self, name)}")
+        if self.early_stop_window < 2:
+            raise ValueError("early_stop_window must be at least 2")
+
+
+@dataclass(frozen=True)
+class PeopleState:
+    """The people's parameters. local_rotations: (N, J, 3, 3); root_translation: (N, 3);
+    shape: (N, S)."""
+
+    local_rotations: torch.Tensor
+    root_translation: torch.Tensor
+    shape: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RefineProblem:
+    """One frame to refine.
+
+    vertex_ids: (V',) sorted mesh ids the losses read (only these are skinned).
+    movable_joints: (N, J) bool: joints whose rotation may change (False for pinned and
+        frozen joints and for every joint of a fixed person).
+    movable_people: (N,) bool: people whose shape may change.
+    movable_translation: (N,) bool: people whose root translation may change.
+    """
+
+    body: BodyModel
+    initial: PeopleState
+    setup: LossSetup
+    vertex_ids: torch.Tensor
+    movable_joints: torch.Tensor
+    movable_people: torch.Tensor
+    movable_translation: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: int  # 1-based
+    iteration: int  # 1-based within the stage
+    total: int  # maximum iterations of the stage
+    losses: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RefineOutcome:
+    state: PeopleState
+    correction: Correction
+    iterations: tuple[int, ...]
+    losses: dict[str, float]
+    wall_time_s: float
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RefinementStopped(Exception):
+    """Raised when ``should_stop`` says so (e.g. on SIGTERM): no result is produced."""
+
+
+def pose(problem: RefineProblem, state: PeopleState, vertex_ids: torch.Tensor | None) -> BodyOutput:
+    return problem.body.forward(state.local_rotations, state.root_translation, state.shape, vertex_ids)
+
+
+def _slope(values: list[float]) -> float:
+    n = len(values)
+    mean_x = (n - 1) / 2.0
+    mean_y = sum(values) / n
+    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    den = sum((i - mean_x) ** 2 for i in range(n))
+    return num / den
+
+
+class OptimizationVariables:
+    """The optimized tensors and how they make a state."""
+
+    def __init__(self, problem: RefineProblem, rotation_scale: float, translation_scale: float):
+        initial = problem.initial
+        n, j = initial.local_rotations.shape[:2]
+        self.problem = problem
+        self.rotation_scale = rotation_scale
+        self.translation_scale = translation_scale
+        self.pose_offsets = torch.zeros(n, j, 3, requires_grad=True)
+        self.translation_offsets = torch.zeros(n, 3, requires_grad=True)
+        self.shape = initial.shape.detach().clone().requires_grad_(True)
+        self.joint_mask = problem.movable_joints.to(torch.float32)[..., None]
+        self.people_mask = problem.movable_people.to(torch.float32)[:, None]
+        self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
+        # Stages that do not optimize shape pass it without gradient, so the body can reuse
+        # its shape-dependent rest data instead of recomputing it every step.
+        self.shape_active = True
+        self.penetration_candidates: torch.Tensor | None = None
+
+    def snapshot(self) -> tuple[torch.Tensor, ...]:
+        return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape))
+
+    def restore(self, snapshot: tuple[torch.Tensor, ...]) -> None:
+        with torch.no_grad():
+            for tensor, saved in zip((self.pose_offsets, self.translation_offsets, self.shape), snapshot):
+                tensor.copy_(saved)
+
+    def inputs(self) -> LossInputs:
+        problem, initial = self.problem, self.problem.initial
+        offsets = self.pose_offsets * (self.joint_mask * self.rotation_scale)
+        translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
+        shape = initial.shape + (self.shape - initial.shape) * self.people_mask
+        if not self.shape_active:
+            shape = shape.detach()
+        rotations = initial.local_rotations @ axis_angle_to_matrix(offsets)
+        output = problem.body.forward(rotations, initial.root_translation + translation, shape, problem.vertex_ids)
+        return LossInputs(
+            setup=problem.setup,
+            vertices=output.vertices,
+            joints=output.joints,
+            joint_frames=output.joint_frames,
+            local_rotations=rotations,
+            pose_offsets=offsets,
+            translation_offsets=translation,
+            shape=shape,
+            penetration_candidates=self.penetration_candidates,
+        )
+
+    def state(self) -> PeopleState:
+        with torch.no_grad():
+            inputs = self.inputs()
+            return PeopleState(
+                local_rotations=inputs.local_rotations.detach(),
+                root_translation=(self.problem.initial.root_translation + inputs.translation_offsets).detach(),
+                shape=inputs.shape.detach(),
+            )
+
+
+def _floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {name: float(value.detach()) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Correction:
+    """How far a refinement moved the people from their initial pose, to warm-start the next
+    frame of a clip: pose_offsets (N, J, 3) in the optimizer's units, translation_offsets
+    (N, 3) metres."""
+
+    pose_offsets: torch.Tensor
+    translation_offsets: torch.Tensor
+
+
+def refine(
+    problem: RefineProblem,
+    config: OptimizerConfig,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    warm_start: Correction | None = None,
+) -> RefineOutcome:
+    """Run both stages; return the refined state, iterations per stage and final losses.
+
+    warm_start: the previous frame's correction, applied to this frame's initial pose as the
+    starting point (the stay-close term still pulls towards this frame's own initial pose)."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    variables = OptimizationVariables(problem, config.rotation_scale, config.translation_scale)
+    if warm_start is not None:
+        with torch.no_grad():
+            variables.pose_offsets.copy_(warm_start.pose_offsets)
+            variables.translation_offsets.copy_(warm_start.translation_offsets)
+    warnings: list[str] = []
+    iterations: list[int] = []
+    for stage in range(config.weights.num_stages):
+        weights = config.weights.for_stage(stage)
+        params = [variables.pose_offsets, variables.translation_offsets]
+        variables.shape_active = config.optimize_shape[stage]
+        if variables.shape_active:
+            params.append(variables.shape)
+        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
+        history: list[float] = []
+        last_good = variables.snapshot()
+        best_loss, best_state = math.inf, last_good
+        total = config.max_iterations[stage]
+        done = 0
+        for iteration in range(1, total + 1):
+            if should_stop is not None and should_stop():
+                raise RefinementStopped("refinement stopped")
+            optimizer.zero_grad(set_to_none=True)
+            inputs = variables.inputs()
+            if problem.setup.penetration is not None and (iteration - 1) % config.penetration_refresh == 0:
+                variables.penetration_candidates = penetration_candidates(
+                    problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
+                )
+                inputs = replace(inputs, penetration_candidates=variables.penetration_candidates)
+            loss, values = evaluate(inputs, weights)
+            loss.backward()
+            grads_finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+            if not (torch.isfinite(loss) and grads_finite):
+                variables.restore(last_good)
+                warnings.append(
+                    f"stage {stage + 1}: non-finite loss or gradient at iteration {iteration}; "
+                    "kept the last good state and ended the stage"
+                )
+                break
+            last_good = variables.snapshot()
+            if float(loss.detach()) < best_loss:
+                best_loss, best_state = float(loss.detach()), last_good
+            optimizer.step()
+            done = iteration
+            history.append(float(loss.detach()))
+            if progress is not None and (iteration % config.progress_every == 0 or iteration == 1):
+                progress(Progress(stage + 1, iteration, total, {"total": history[-1], **_floats(values)}))
+            if len(history) >= config.early_stop_window:
+                if _slope(history[-config.early_stop_window :]) > config.early_stop_slope:
+                    break
+        # Adam's momentum can carry the last steps past the optimum: a stage ends in the best
+        # state it visited (the last good one if it never improved).
+        variables.restore(best_state)
+        iterations.append(done)
+    final_weights = config.weights.for_stage(config.weights.num_stages - 1)
+    variables.penetration_candidates = None  # the final report tests every pair
+    with torch.no_grad():
+        inputs = variables.inputs()
+        final_total, final_values = evaluate(inputs, {name: 1.0 for name in final_weights})
+    losses = _floats(final_values)
+    if not math.isfinite(float(final_total)):
+        warnings.append("the final loss is not finite")
+    return RefineOutcome(
+        state=variables.state(),
+        correction=Correction(variables.pose_offsets.detach().clone(), variables.translation_offsets.detach().clone()),
+        iterations=tuple(iterations),
+        losses=losses,
+        wall_time_s=time.perf_counter() - started,
+        warnings=tuple(warnings),
+    )

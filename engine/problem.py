@@ -1,0 +1,162 @@
+"""Build a :class:`~engine.optimizer.RefineProblem` from a body, its regions, a contact
+objective and the people's initial parameters: which vertices to skin, the contact index
+tensors, the stay-close weights, joint limits, capsules and keypoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from engine.body.base import BodyModel
+from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
+from engine.losses.joint_data import joint_limit_radians, optimized_joint_mask
+from engine.losses.penetration import build_penetration_setup, fit_capsules
+from engine.losses.terms import KeypointSetup, LossSetup
+from engine.objective import ContactObjective
+from engine.optimizer import PeopleState, RefineProblem
+
+ROOT_TRANSLATION = "root_translation"
+GLOBAL_ORIENTATION = "global_orientation"
+# About this many vertices of each body are tested for interpenetration, plus every
+# vertex of the contact regions.
+PENETRATION_VERTICES = 600
+# Multiplier of the stay-close weight on the root's global orientation: like the translation,
+# it anchors the body when there are no 2D keypoints.
+GLOBAL_ORIENTATION_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class PersonOptions:
+    """movable: may this person change at all; pinned_joints: joints held fixed;
+    joint_weights: stay-close multipliers by joint name, or "root_translation" /
+    "global_orientation"."""
+
+    movable: bool = True
+    pinned_joints: tuple[str, ...] = ()
+    joint_weights: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """targets: (N, J, 2) pixels; confidence: (N, J); camera as in engine.job.Camera."""
+
+    targets: torch.Tensor
+    confidence: torch.Tensor
+    world_to_camera: torch.Tensor
+    focal: torch.Tensor
+    principal: torch.Tensor
+
+
+class BodyStatics:
+    """What depends only on the body (and is reused across frames): capsules, limits,
+    optimized joints, the penetration vertex sample."""
+
+    def __init__(self, body: BodyModel, shape: torch.Tensor):
+        self.body = body
+        names = body.joint_names
+        self.optimizable = torch.tensor(optimized_joint_mask(body.kind, names), dtype=torch.bool)
+        self.joint_limits = torch.tensor(joint_limit_radians(body.kind, names), dtype=torch.float32)
+        with torch.no_grad():
+            self.rest_vertices = body.rest_vertices(shape[None])[0].numpy()
+            rest_frames = body.rest_joint_frames(shape[None])[0].numpy()
+        self.skinning = body.skinning_weights()
+        bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
+        self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
+        stride = max(1, body.num_vertices // PENETRATION_VERTICES)
+        self.penetration_sample = np.arange(0, body.num_vertices, stride, dtype=np.int64)
+
+
+def _check_joint_names(body: BodyModel, names, where: str) -> None:
+    unknown = sorted(set(names) - set(body.joint_names) - {ROOT_TRANSLATION, GLOBAL_ORIENTATION})
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown joint name(s) {unknown} for the {body.kind} body; "
+            f"known joints start with {list(body.joint_names[:6])}"
+        )
+
+
+def build_problem(
+    statics: BodyStatics,
+    regions: RegionVertices,
+    objective: ContactObjective,
+    initial: PeopleState,
+    people: Sequence[PersonOptions],
+    floor_height: float = 0.0,
+    keypoints: Keypoints | None = None,
+    penetration: bool = True,
+) -> RefineProblem:
+    body = statics.body
+    num_people, num_joints = initial.local_rotations.shape[:2]
+    if len(people) != num_people:
+        raise ValueError(f"{len(people)} person options for {num_people} people")
+    contact_vertices = needed_contact_vertices(objective, regions, num_people)
+    tested = np.union1d(statics.penetration_sample, np.concatenate(contact_vertices)) if penetration else np.zeros(0, np.int64)
+    needed = np.union1d(np.concatenate(contact_vertices), tested).astype(np.int64)
+    if len(needed) == 0:
+        needed = np.zeros(1, dtype=np.int64)
+    index = build_contact_index(objective, regions, [needed] * num_people)
+
+    movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
+    joint_weights = torch.ones(num_people, num_joints)
+    joint_weights[:, 0] = GLOBAL_ORIENTATION_WEIGHT
+    translation_weights = torch.ones(num_people)
+    for p, options in enumerate(people):
+        _check_joint_names(body, options.pinned_joints, f"person {p + 1} pinned_joints")
+        for name in options.pinned_joints:
+            if name == ROOT_TRANSLATION:
+                continue  # held exactly through movable_translation below
+            else:
+                joint = body.parents.index(-1) if name == GLOBAL_ORIENTATION else body.joint_names.index(name)
+                movable_joints[p, joint] = False
+        for name, weight in (options.joint_weights or {}).items():
+            _check_joint_names(body, [name], f"person {p + 1} joint_weights")
+            if name == ROOT_TRANSLATION:
+                translation_weights[p] = weight
+            elif name == GLOBAL_ORIENTATION:
+                joint_weights[p, 0] = GLOBAL_ORIENTATION_WEIGHT * weight
+            else:
+                joint_weights[p, body.joint_names.index(name)] = weight
+        if not options.movable:
+            movable_joints[p] = False
+    movable_people = torch.tensor([o.movable for o in people], dtype=torch.bool)
+    pinned_translation = [ROOT_TRANSLATION in o.pinned_joints for o in people]
+
+    penetration_setup = None
+    if penetration and len(statics.capsules.bones) > 0:
+        penetration_setup = build_penetration_setup(
+            statics.capsules, statics.rest_vertices, statics.skinning, body.parents, tested, needed
+        )
+    keypoint_setup = None
+    if keypoints is not None:
+        keypoint_setup = KeypointSetup(
+            targets=keypoints.targets,
+            confidence=keypoints.confidence,
+            world_to_camera=keypoints.world_to_camera,
+            focal=keypoints.focal,
+            principal=keypoints.principal,
+        )
+    setup = LossSetup(
+        contact=index,
+        floor_height=floor_height,
+        joint_weights=joint_weights,
+        translation_weights=translation_weights,
+        joint_limits=statics.joint_limits,
+        initial_shape=initial.shape.detach().clone(),
+        penetration=penetration_setup,
+        keypoints=keypoint_setup,
+    )
+    # A pinned root translation is held exactly, like a pinned joint.
+    movable_translation = movable_people & ~torch.tensor(pinned_translation, dtype=torch.bool)
+    return RefineProblem(
+        body=body,
+        initial=initial,
+        setup=setup,
+        vertex_ids=torch.as_tensor(needed, dtype=torch.long),
+        movable_joints=movable_joints,
+        movable_people=movable_people,
+        movable_translation=movable_translation,
+    )
+

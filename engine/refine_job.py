@@ -1,0 +1,235 @@
+"""Run a refinement :class:`~engine.job.Job` in-process and produce its
+:class:`~engine.job.Result` (``engine.commands.refine`` adds files, progress lines and
+signals around this)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from engine.body.base import BodyModel
+from engine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result
+from engine.losses.contact import RegionVertices
+from engine.losses.geometry import matrix_to_quaternion, quaternion_to_matrix
+from engine.metrics import constraint_distances
+from engine.objective import ContactObjective, ContactTerm
+from engine.optimizer import (
+    Correction,
+    OptimizerConfig,
+    PeopleState,
+    Progress,
+    RefineProblem,
+    default_weights,
+    refine,
+)
+from engine.problem import BodyStatics, Keypoints, PersonOptions, build_problem
+
+
+class JobError(ValueError):
+    """The job cannot run as written (unknown joint, wrong shape length, unusable contact)."""
+
+
+@dataclass(frozen=True)
+class FrameProgress:
+    index: int  # 0-based position in the job's frames
+    frame: int  # the frame number
+    progress: Progress
+
+
+def build_objective(job: Job) -> ContactObjective:
+    """The LMM part (``engine.constraints.objective_from_samples``) plus the artist's
+    explicit contacts (``engine.constraints.artist_term``)."""
+    from engine.constraints import ParsedSample, artist_term, objective_from_samples
+
+    spec = job.constraints
+    num_people = len(job.people)
+    try:
+        samples = [ParsedSample.from_dict(sample) for sample in spec.lmm_samples]
+    except (KeyError, TypeError, ValueError) as error:
+        raise JobError(f"constraints.lmm_samples: a sample is not in the contacts-file form ({error})") from None
+    lmm = ContactObjective(terms=())
+    if samples:
+        lmm = objective_from_samples(
+            samples,
+            num_people,
+            min_samples=spec.min_samples,
+            empty_backoff=spec.empty_backoff,
+            disabled=frozenset(spec.disabled),
+            lmm_weight=spec.lmm_weight,
+        )
+    artist: list[ContactTerm] = []
+    for i, contact in enumerate(spec.explicit):
+        try:
+            artist.append(artist_term(contact.person_a, contact.region_a, contact.person_b, contact.region_b, contact.weight))
+        except ValueError as error:
+            raise JobError(f"constraints.explicit[{i}]: {error}") from None
+    return ContactObjective(terms=lmm.terms + tuple(artist), backed_off=lmm.backed_off, notes=lmm.notes)
+
+
+def people_state(body: BodyModel, poses: tuple[PersonPose, ...], where: str) -> PeopleState:
+    """Job poses -> (N, J, 3, 3) local rotations, (N, 3) translations, (N, S) shapes."""
+    num_joints = len(body.joint_names)
+    index = {name: j for j, name in enumerate(body.joint_names)}
+    rotations = torch.eye(3).repeat(len(poses), num_joints, 1, 1)
+    shapes = []
+    for p, pose in enumerate(poses):
+        unknown = sorted(set(pose.rotations) - set(index))
+        if unknown:
+            raise JobError(
+                f"{where}.people[{p}].rotations: unknown joint(s) {unknown} for the {body.kind} body "
+                f"(its joints are e.g. {', '.join(body.joint_names[:5])}, ...)"
+            )
+        if pose.rotations:
+            names = list(pose.rotations)
+            quaternions = torch.tensor([pose.rotations[n] for n in names], dtype=torch.float32)
+            rotations[p, [index[n] for n in names]] = quaternion_to_matrix(quaternions)
+        if pose.shape:
+            if len(pose.shape) != len(body.shape_names):
+                raise JobError(
+                    f"{where}.people[{p}].shape: {len(pose.shape)} values, the {body.kind} body has "
+                    f"{len(body.shape_names)} ({', '.join(body.shape_names)})"
+                )
+            shapes.append(torch.tensor(pose.shape, dtype=torch.float32))
+        else:
+            shapes.append(body.default_shape().to(torch.float32))
+    translations = torch.tensor([pose.root_translation for pose in poses], dtype=torch.float32)
+    return PeopleState(rotations, translations, torch.stack(shapes))
+
+
+def poses_from_state(
+    body: BodyModel, state: PeopleState, originals: tuple[PersonPose, ...], movable: tuple[bool, ...]
+) -> tuple[PersonPose, ...]:
+    """Refined poses in the job's form, every joint listed; a fixed person is written back
+    exactly as given (no float32 round trip)."""
+    quaternions = matrix_to_quaternion(state.local_rotations)
+    out = []
+    for p, original in enumerate(originals):
+        if not movable[p]:
+            out.append(original)
+            continue
+        out.append(
+            PersonPose(
+                shape=tuple(float(v) for v in state.shape[p]),
+                rotations={name: tuple(float(v) for v in quaternions[p, j]) for j, name in enumerate(body.joint_names)},
+                root_translation=tuple(float(v) for v in state.root_translation[p]),
+                keypoints_2d=original.keypoints_2d,
+            )
+        )
+    return tuple(out)
+
+
+def _keypoints(job: Job, body: BodyModel, poses: tuple[PersonPose, ...], where: str) -> Keypoints | None:
+    camera = job.options.camera
+    if camera is None or not any(p.keypoints_2d for p in poses):
+        return None
+    index = {name: j for j, name in enumerate(body.joint_names)}
+    targets = torch.zeros(len(poses), len(index), 2)
+    confidence = torch.zeros(len(poses), len(index))
+    for p, pose in enumerate(poses):
+        for name, (u, v, c) in pose.keypoints_2d.items():
+            if name not in index:
+                raise JobError(f"{where}.people[{p}].keypoints_2d: unknown joint {name!r} for the {body.kind} body")
+            targets[p, index[name]] = torch.tensor([u, v])
+            confidence[p, index[name]] = c
+    return Keypoints(
+        targets=targets,
+        confidence=confidence,
+        world_to_camera=torch.tensor(camera.world_to_camera, dtype=torch.float32),
+        focal=torch.tensor(camera.focal_length_px, dtype=torch.float32),
+        principal=torch.tensor(camera.principal_point_px, dtype=torch.float32),
+    )
+
+
+def optimizer_config(job: Job) -> OptimizerConfig:
+    try:
+        weights = default_weights(len(job.people)).with_overrides(dict(job.options.weights))
+        return OptimizerConfig(
+            weights=weights,
+            max_iterations=job.options.iterations,
+            seed=job.options.seed,
+            progress_every=job.options.progress_every,
+        )
+    except ValueError as error:
+        raise JobError(f"options: {error}") from None
+
+
+def _distances(problem: RefineProblem, state: PeopleState) -> list[float]:
+    with torch.no_grad():
+        output = problem.body.forward(state.local_rotations, state.root_translation, state.shape, problem.vertex_ids)
+    return constraint_distances(problem.setup.contact, output.vertices, problem.setup.floor_height)
+
+
+def run_job(
+    job: Job,
+    body: BodyModel,
+    regions: RegionVertices,
+    progress: Callable[[FrameProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Result:
+    """Refine every frame of ``job`` in order; raises JobError for a job that cannot run and
+    engine.optimizer.RefinementStopped when ``should_stop`` fires."""
+    started = time.perf_counter()
+    objective = build_objective(job)
+    config = optimizer_config(job)
+    people_options = []
+    for p, settings in enumerate(job.people):
+        people_options.append(
+            PersonOptions(movable=settings.movable, pinned_joints=settings.pinned_joints, joint_weights=dict(settings.joint_weights))
+        )
+    statics: BodyStatics | None = None
+    correction: Correction | None = None
+    frames: list[FrameResult] = []
+    job_warnings: list[str] = list(objective.notes)
+    if not objective.terms:
+        job_warnings.append("no contact constraint to satisfy: the refinement only applies the priors")
+    for index, frame in enumerate(job.frames):
+        where = f"frames[{index}]"
+        initial = people_state(body, frame.people, where)
+        if statics is None:
+            statics = BodyStatics(body, initial.shape[0])
+        try:
+            problem = build_problem(
+                statics,
+                regions,
+                objective,
+                initial,
+                people_options,
+                floor_height=job.options.floor_height,
+                keypoints=_keypoints(job, body, frame.people, where),
+            )
+        except ValueError as error:
+            raise JobError(str(error)) from None
+        before = _distances(problem, initial)
+
+        def report(step: Progress, index: int = index, number: int = frame.frame) -> None:
+            if progress is not None:
+                progress(FrameProgress(index, number, step))
+
+        outcome = refine(
+            problem,
+            config,
+            progress=report,
+            should_stop=should_stop,
+            warm_start=correction if job.options.warm_start else None,
+        )
+        correction = outcome.correction
+        after = _distances(problem, outcome.state)
+        frames.append(
+            FrameResult(
+                frame=frame.frame,
+                people=poses_from_state(body, outcome.state, frame.people, tuple(s.movable for s in job.people)),
+                constraints=tuple(
+                    ConstraintDistance(term.label, term.source, term.weight, b, a)
+                    for term, b, a in zip(objective.terms, before, after)
+                ),
+                losses=outcome.losses,
+                iterations=outcome.iterations,
+                wall_time_s=outcome.wall_time_s,
+                backed_off=objective.backed_off,
+                warnings=outcome.warnings,
+            )
+        )
+    return Result(body=job.body, frames=tuple(frames), wall_time_s=time.perf_counter() - started, warnings=tuple(job_warnings))

@@ -1,0 +1,204 @@
+"""Contact-loss semantics against hand-computed values, on hand-placed vertices: left/right
+assignment, both person orders, a part named twice, the one-person threshold f, back-off,
+ground contact; plus the loss registry."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples
+from engine.losses import LOSS_TERMS, get_term
+from engine.losses.contact import build_contact_index, contact_value, pair_distances, term_values
+from engine.objective import ContactObjective, ContactTerm, RegionPair
+from engine.regions import composite_members
+
+# One vertex layout for every person: vertex ids of each elementary region.
+LAYOUT = {
+    "left_hand": [0, 1],
+    "right_hand": [2, 3],
+    "left_shoulder_front": [4],
+    "left_shoulder_back": [5],
+    "right_shoulder_front": [6],
+    "right_shoulder_back": [7],
+    "head": [8],
+    "left_foot": [9],
+    "right_foot": [10],
+}
+NUM_VERTICES = 11
+FAR = 100.0
+
+
+class HandRegions:
+    def subsample(self, region: str) -> np.ndarray:
+        return np.array(sorted(v for m in composite_members(region) for v in LAYOUT[m]), dtype=np.int64)
+
+
+def far_people(n: int) -> torch.Tensor:
+    """Every vertex of every person far from every other one (distinct far corners)."""
+    vertices = torch.zeros(n, NUM_VERTICES, 3)
+    for p in range(n):
+        for v in range(NUM_VERTICES):
+            vertices[p, v] = torch.tensor([FAR * (v + 1), FAR * (p + 1) * 7, FAR * (v % 3 + 2)])
+    return vertices
+
+
+def put(vertices: torch.Tensor, person: int, region: str, *points) -> None:
+    for vertex, point in zip(LAYOUT[region], points):
+        vertices[person, vertex] = torch.tensor(point, dtype=torch.float32)
+
+
+def value(objective: ContactObjective, vertices: torch.Tensor, floor: float = 0.0) -> float:
+    ids = np.arange(NUM_VERTICES)
+    index = build_contact_index(objective, HandRegions(), [ids] * vertices.shape[0])
+    return float(contact_value(index, vertices, floor))
+
+
+def region_distance(vertices, pa, ra, pb, rb) -> float:
+    a = vertices[pa, HandRegions().subsample(ra)]
+    b = vertices[pb, HandRegions().subsample(rb)]
+    return float(torch.cdist(a, b).min())
+
+
+def cell(base, both=False):
+    return ParsedCell((CellPart(base, both_sides=both),), base)
+
+
+def row(a, b):
+    return ParsedRow(cell(a), cell(b), f"{a} | {b}")
+
+
+def test_row_takes_the_closest_alternative_and_options_the_cheapest_sum():
+    vertices = far_people(2)
+    put(vertices, 0, "left_hand", (0, 0, 0), (1, 0, 0))
+    put(vertices, 0, "right_hand", (0, 0, 3), (0, 0, 5))
+    put(vertices, 1, "head", (0, 2, 0))
+    put(vertices, 1, "left_shoulder_front", (0, 0, 4))
+    lh_head, rh_head = RegionPair(0, "left_hand", 1, "head"), RegionPair(0, "right_hand", 1, "head")
+    lh_sh, rh_sh = RegionPair(0, "left_hand", 1, "left_shoulder"), RegionPair(0, "right_hand", 1, "left_shoulder")
+    one_row = ContactTerm(options=(((lh_head, rh_head),),), weight=2.0, source="artist", label="x")
+    assert value(ContactObjective((one_row,)), vertices) == pytest.approx(2.0 * 2.0)  # min(2, sqrt(13))
+    # option A: left hand-head (2) + right hand-shoulder (1); option B: right-head + left-shoulder
+    two_options = ContactTerm(
+        options=(((lh_head,), (rh_sh,)), ((rh_head,), (lh_sh,))), weight=1.0, source="lmm", label="y"
+    )
+    expected = min(2.0 + 1.0, math.sqrt(13.0) + 4.0)
+    assert value(ContactObjective((two_options,)), vertices) == pytest.approx(expected, rel=1e-5)
+
+
+def brute_force_sample_value(vertices, rows_in_order, sides_must_differ: bool) -> float:
+    """DESIGN.md's rule spelled out: every left/right assignment (a base named twice by one
+    person uses both sides) times both person orders; the sum over rows; the minimum."""
+    best = math.inf
+    for first, second in ((0, 1), (1, 0)):
+        for sides in itertools.product(("left", "right"), repeat=2 * len(rows_in_order)):
+            assignment = {}
+            regions_ok = True
+            total = 0.0
+            used = {}
+            for r, (a, b) in enumerate(rows_in_order):
+                sa, sb = sides[2 * r], sides[2 * r + 1]
+                region_a = f"{sa}_{a}" if a in ("hand", "shoulder") else a
+                region_b = f"{sb}_{b}" if b in ("hand", "shoulder") else b
+                used.setdefault((first, a), []).append(sa)
+                used.setdefault((second, b), []).append(sb)
+                total += region_distance(vertices, first, region_a, second, region_b)
+            if sides_must_differ and any(len(s) == 2 and s[0] == s[1] for s in used.values()):
+                regions_ok = False
+            if regions_ok:
+                best = min(best, total)
+            assignment.clear()
+    return best
+
+
+def test_both_person_orders_are_tried():
+    vertices = far_people(2)
+    # Only the swapped order touches: Person 2's right hand on Person 1's left shoulder.
+    put(vertices, 1, "right_hand", (0, 0, 0), (0, 0, 0.1))
+    put(vertices, 0, "left_shoulder_front", (0, 0, 0.03))
+    objective = objective_from_samples([ParsedSample(rows=(row("hand", "shoulder"),))], 2)
+    got = value(objective, vertices)
+    assert got == pytest.approx(0.03, abs=1e-5)
+    assert got == pytest.approx(brute_force_sample_value(vertices, [("hand", "shoulder")], False), abs=1e-5)
+
+
+def test_a_part_named_twice_uses_each_side_once():
+    vertices = far_people(2)
+    # Person 1's left hand touches Person 2's head and left shoulder; the right hand is 0.5 away.
+    put(vertices, 0, "left_hand", (0, 0, 0), (0, 0, 0))
+    put(vertices, 1, "head", (0, 0, 0))
+    put(vertices, 1, "left_shoulder_front", (0, 0, 0))
+    put(vertices, 0, "right_hand", (0.5, 0, 0), (0.5, 0, 0))
+    sample = ParsedSample(rows=(row("hand", "head"), row("hand", "shoulder")))
+    got = value(objective_from_samples([sample], 2), vertices)
+    # One row may use the left hand (0), the other must use the right hand (0.5).
+    assert got == pytest.approx(0.5, abs=1e-5)
+    assert got == pytest.approx(brute_force_sample_value(vertices, [("hand", "head"), ("hand", "shoulder")], True), abs=1e-5)
+
+
+def test_two_person_samples_are_averaged_over_all_samples():
+    vertices = far_people(2)
+    put(vertices, 0, "right_hand", (0, 0, 0), (0, 0, 0))
+    put(vertices, 1, "head", (0, 0, 0.2))
+    samples = [ParsedSample(rows=(row("hand", "head"),))] * 3 + [ParsedSample(rows=(), empty=True)]
+    got = value(objective_from_samples(samples, 2, empty_backoff=2), vertices)
+    assert got == pytest.approx(3 * 0.2 / 4, abs=1e-5)
+
+
+def test_one_person_threshold_f_keeps_only_constraints_named_often_enough():
+    vertices = far_people(1)
+    put(vertices, 0, "right_hand", (0, 0, 0), (0, 0, 0))
+    put(vertices, 0, "head", (0, 0, 0.3))
+    put(vertices, 0, "left_foot", (0, 0, 0.7))
+    samples = [ParsedSample(rows=(row("hand", "head"),))] * 10 + [ParsedSample(rows=(row("foot", "ground"),))] * 9
+    samples += [ParsedSample(rows=(row("hand", "stomach"),))]
+    objective = objective_from_samples(samples, 1, min_samples=10)
+    assert len(objective.terms) == 1
+    # weight 1, min over left/right variants: the right hand is the closer one.
+    assert value(objective, vertices, floor=0.0) == pytest.approx(0.3, abs=1e-5)
+    lower = objective_from_samples(samples, 1, min_samples=9)
+    assert value(lower, vertices, floor=0.0) == pytest.approx(0.3 + 0.7, abs=1e-5)
+
+
+def test_back_off_drops_the_lmm_terms():
+    vertices = far_people(2)
+    samples = [ParsedSample(rows=(row("hand", "head"),))] * 18 + [ParsedSample(rows=(), empty=True)] * 2
+    objective = objective_from_samples(samples, 2, empty_backoff=2)
+    assert objective.backed_off and not objective.terms
+    assert value(objective, vertices) == 0.0
+
+
+def test_ground_distance_is_the_lowest_vertex_height_above_the_floor():
+    vertices = far_people(1)
+    put(vertices, 0, "left_foot", (0, 0, 0.3))
+    put(vertices, 0, "right_foot", (0, 0, -0.05))
+    left = RegionPair(0, "left_foot", 0, "ground")
+    right = RegionPair(0, "right_foot", 0, "ground")
+    objective = ContactObjective((ContactTerm((((left,),),), 1.0, "artist", "l"), ContactTerm((((right,),),), 1.0, "artist", "r")))
+    index = build_contact_index(objective, HandRegions(), [np.arange(NUM_VERTICES)])
+    values = term_values(index, pair_distances(index, vertices, 0.1))
+    assert values.tolist() == pytest.approx([0.2, 0.15], abs=1e-6)  # sinking counts as a gap
+
+
+def test_contact_gradient_reaches_only_the_nearest_vertices():
+    vertices = far_people(2)
+    put(vertices, 0, "right_hand", (0, 0, 0), (0, 0, 1))
+    put(vertices, 1, "head", (0, 0.5, 0))
+    vertices.requires_grad_(True)
+    pair = RegionPair(0, "right_hand", 1, "head")
+    objective = ContactObjective((ContactTerm((((pair,),),), 1.0, "artist", "x"),))
+    index = build_contact_index(objective, HandRegions(), [np.arange(NUM_VERTICES)] * 2)
+    contact_value(index, vertices, 0.0).backward()
+    moved = (vertices.grad.abs().sum(-1) > 0).nonzero().tolist()
+    assert moved == [[0, LAYOUT["right_hand"][0]], [1, LAYOUT["head"][0]]]
+    assert vertices.grad[0, 2].tolist() == pytest.approx([0.0, -1.0, 0.0])
+
+
+def test_registry_raises_on_unknown_names():
+    assert set(LOSS_TERMS) == {"contact", "stay_close", "joint_limits", "penetration", "shape_prior", "keypoints_2d"}
+    with pytest.raises(KeyError, match="unknown loss term 'gmm'.*contact"):
+        get_term("gmm")
