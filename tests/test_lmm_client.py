@@ -4,6 +4,7 @@ real ``python -m engine contacts`` command in a subprocess."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -37,10 +38,15 @@ def image_path(tmp_path_factory) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _data_url(image_path: Path) -> str:
+    return encode_image(image_path).data_url
+
+
 def _request(image_path: Path, samples: int) -> SamplingRequest:
     return SamplingRequest(
         prompt=build_prompt(2),
-        image_data_url=encode_image(image_path).data_url,
+        image_data_url=_data_url(image_path),
         samples=samples,
         temperature=0.7,
         max_tokens=500,
@@ -122,12 +128,13 @@ def test_429_with_retry_after_then_success(image_path):
 
 @pytest.mark.parametrize(
     "failure",
-    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 1.5)],
+    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 3.0)],
     ids=["500", "503", "malformed_json", "json_not_a_completion", "dropped_connection", "timeout"],
 )
 def test_transient_failure_then_success(image_path, failure):
     with FakeOpenAIServer(script=[failure]) as server:
-        result = sample_responses(_request(image_path, 2), _settings(server, timeout_s=0.5), SECRET)
+        # a 1 s timeout: long enough for a normal answer on a busy machine, short of the sleep
+        result = sample_responses(_request(image_path, 2), _settings(server, timeout_s=1.0), SECRET)
     assert len(result.texts) == 2
     assert len(server.received) == 2
 
