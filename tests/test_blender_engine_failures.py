@@ -140,3 +140,34 @@ def test_api_key_reaches_the_engine_only_through_its_environment(enabled_addon, 
     leaks = [str(p) for p in written if PLANTED_KEY.encode() in p.read_bytes()]
     assert not leaks
     assert PLANTED_KEY not in os.environ.get("PROSEPOSE_TEST_KEY", "")
+
+
+def test_refine_result_becomes_a_new_action_on_a_new_track(enabled_addon, tmp_path):
+    """The write-back path on its own (the stand-in answers with the job's poses, one joint
+    turned); the real optimizer is covered by test_blender_end_to_end.py."""
+    from support.blender_helpers import action_digest
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    prose = bpy.context.scene.prose
+    prose.move_person_2 = False
+    p1, p2 = bpy.data.objects["P1"], bpy.data.objects["P2"]
+    original = p1.animation_data.action
+    original_digest = action_digest(original)
+    p2_before = [tuple(b.matrix_basis.col[3]) + tuple(b.rotation_quaternion) for b in p2.pose.bones]
+    spine_before = p1.pose.bones["spine"].rotation_quaternion.normalized()
+    assert bpy.ops.prosepose.refine() == {"FINISHED"}
+    assert action_digest(original) == original_digest
+    assert [t.strips[0].action for t in p1.animation_data.nla_tracks][0] == original
+    refined = p1.animation_data.nla_tracks[-1].strips[0].action
+    assert refined.name.startswith("P1_refined") and prose.refined_action == refined
+    assert p2.animation_data is None or not p2.animation_data.nla_tracks
+    bpy.context.scene.frame_set(4)
+    assert abs(abs(p1.pose.bones["arm"].rotation_quaternion.dot((0.8, 0.6, 0.0, 0.0))) - 1) < 1e-6
+    # Same rotation (the job carries unit quaternions; an interpolated key is not unit).
+    assert abs(p1.pose.bones["spine"].rotation_quaternion.normalized().dot(spine_before)) > 1 - 1e-9
+    assert [tuple(b.matrix_basis.col[3]) + tuple(b.rotation_quaternion) for b in p2.pose.bones] == p2_before
+    assert [(r.label, round(r.before, 3), round(r.after, 3)) for r in prose.results] == [("P1 upper - P2 upper", 0.3, 0.01)]
+    # Away from the refined frame the original animation plays unchanged.
+    bpy.context.scene.frame_set(10)
+    assert abs(p1.pose.bones["spine"].rotation_quaternion.w - 0.9) < 1e-6
