@@ -128,3 +128,18 @@ def test_phenotype_coefficients_and_gradients_match_anny(body):
         (body.blendshape_coefficients(b).double() @ projection).backward()
         assert torch.allclose(a.grad, b.grad.double(), atol=1e-4)
         assert (b.grad.abs() > 0).all()
+
+
+def test_one_shape_broadcasts_over_a_batch_of_poses(body):
+    joints = len(body.joint_names)
+    generator = torch.Generator().manual_seed(2)
+    import roma
+
+    rotations = roma.rotvec_to_rotmat(torch.randn(3, joints, 3, generator=generator) * 0.2)
+    shape = torch.full((1, 6), 0.4)
+    vertex_ids = torch.arange(0, body.num_vertices, 11)
+    together = body.forward(rotations, torch.zeros(1, 3), shape, vertex_ids)
+    assert together.vertices.shape == (3, len(vertex_ids), 3)
+    for i in range(3):
+        alone = body.forward(rotations[i:i + 1], torch.zeros(1, 3), shape, vertex_ids)
+        assert torch.allclose(together.vertices[i], alone.vertices[0], atol=1e-6)

@@ -90,9 +90,15 @@ def forward_kinematics(
 
     rest_rotations: (B, J, 3, 3) rest frame orientations (model frame), orthonormal.
     rest_positions: (B, J, 3) rest frame origins (joint heads).
+    (A batch dimension of 1 broadcasts against the others.)
     local_rotations: (B, J, 3, 3) rotation of each joint in its own rest frame.
     root_translation: (B, 3) root offset, in the root's rest frame (Blender's bone location).
     """
+    batch = max(rest_rotations.shape[0], local_rotations.shape[0], root_translation.shape[0])
+    rest_rotations = rest_rotations.expand(batch, -1, -1, -1)
+    rest_positions = rest_positions.expand(batch, -1, -1)
+    local_rotations = local_rotations.expand(batch, -1, -1, -1)
+    root_translation = root_translation.expand(batch, -1)
     order = tree.order
     rest_r = rest_rotations[:, order]
     rest_p = rest_positions[:, order]
@@ -135,6 +141,7 @@ def skin_vertices(
     applied once.
     """
     batch, joints = skeleton.skin_rotations.shape[:2]
+    rest_vertices = rest_vertices.expand(batch, -1, -1)
     transforms = torch.cat(
         [skeleton.skin_rotations.reshape(batch, joints, 9), skeleton.skin_translations], dim=-1
     )
