@@ -103,6 +103,10 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     with np.load(target) as data:
         assert data["poses"].shape == (1, 3 * len(bpy.data.objects["P1"].data.bones)) and data["trans"].shape == (1, 3)
     exported_contacts = json.loads(target.with_suffix(".contacts.json").read_text())
+    cache = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder)
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-job.json") for p in files) and any(p.name == "engine.log" for p in files)
+    assert not [p for p in files if b"sk-e2e-not-a-real-key" in p.read_bytes()]
     assert exported_contacts["frames"] == [10] and exported_contacts["contacts"][0]["samples"] == 4
 
 
