@@ -5,9 +5,11 @@ or killing a real refine leaves the scene exactly as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -71,8 +73,16 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
         assert bpy.ops.prosepose.find_contacts() == {"FINISHED"}
     assert [(c.part_a, c.part_b, c.count) for c in scene.prose.contacts] in ([("hand", "arm", 4)], [("arm", "hand", 4)])
     contact = scene.prose.contacts[0]
+    shown_from = scene_digest()
     assert bpy.ops.prosepose.show_regions() == {"FINISHED"}
+    for name in ("P1", "P2"):
+        mesh = bpy.data.objects[f"{name}_body"].data
+        colours = np.zeros(len(mesh.vertices) * 4, dtype=np.float32)
+        mesh.color_attributes["prosepose_regions"].data.foreach_get("color", colours)
+        coloured = np.ptp(colours.reshape(-1, 4)[:, :3], axis=1) > 0.1
+        assert 0 < coloured.sum() < len(mesh.vertices) / 4
     assert bpy.ops.prosepose.hide_regions() == {"FINISHED"}
+    assert scene_digest() == shown_from
     part_1 = contact.part_a if contact.person_a == 1 else contact.part_b
     part_2 = contact.part_b if contact.person_a == 1 else contact.part_a
     before = _region_distance(scene, part_1, part_2)
@@ -87,6 +97,17 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
         assert tracks[-1].strips[0].action.name.startswith(f"{name}_refined")
     assert [t.strips[0].action for t in bpy.data.objects["P1"].animation_data.nla_tracks][0] == original
     assert len(scene.prose.results) >= 1 and scene.prose.results[0].after < scene.prose.results[0].before
+    # Export: the refined pose as an AMASS-style file and the contacts used.
+    target = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder) / "refined.npz"
+    assert bpy.ops.prosepose.export_smplx(filepath=str(target), person=1) == {"FINISHED"}
+    with np.load(target) as data:
+        assert data["poses"].shape == (1, 3 * len(bpy.data.objects["P1"].data.bones)) and data["trans"].shape == (1, 3)
+    exported_contacts = json.loads(target.with_suffix(".contacts.json").read_text())
+    cache = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder)
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-job.json") for p in files) and any(p.name == "engine.log" for p in files)
+    assert not [p for p in files if b"sk-e2e-not-a-real-key" in p.read_bytes()]
+    assert exported_contacts["frames"] == [10] and exported_contacts["contacts"][0]["samples"] == 4
 
 
 @pytest.mark.parametrize("how", ["cancel", "kill"])

@@ -171,3 +171,65 @@ def test_refine_result_becomes_a_new_action_on_a_new_track(enabled_addon, tmp_pa
     # Away from the refined frame the original animation plays unchanged.
     bpy.context.scene.frame_set(10)
     assert abs(p1.pose.bones["spine"].rotation_quaternion.w - 0.9) < 1e-6
+
+
+class _Event:
+    def __init__(self, type_, value="PRESS"):
+        self.type, self.value = type_, value
+
+
+class _ModalDriver:
+    """Drives the operators' modal() the way Blender's event loop does (a headless bpy has no
+    event loop, so the timer events are fed by hand); reports are collected."""
+
+    def __init__(self, task):
+        from prosepose.operators.task_operator import TaskOperatorMixin
+
+        self.reports = []
+        self._task = task
+        self._timer = None
+        self.modal = TaskOperatorMixin.modal.__get__(self)
+        self._conclude = TaskOperatorMixin._conclude.__get__(self)
+
+    def report(self, levels, text):
+        self.reports.append((set(levels), text))
+
+
+def test_modal_loop_polls_on_timer_events_and_esc_cancels(enabled_addon, tmp_path):
+    from prosepose.operators.refine import refine_request
+    from prosepose.prose_blender import runtime
+    from prosepose.prose_blender.preferences import engine_settings
+    from prosepose.prose_blender.refine import RefineTask
+
+    _two_person_scene(tmp_path)
+    before = scene_digest()
+    _prefs().engine_python = _standin(tmp_path, "hang")
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    driver = _ModalDriver(task)
+    assert runtime.active_task() is task and not bpy.ops.prosepose.refine.poll()
+    import time
+    for _ in range(200):
+        assert driver.modal(bpy.context, _Event("TIMER")) == {"RUNNING_MODAL"}
+        if task.progress > 0:
+            break
+        time.sleep(0.02)
+    assert driver.modal(bpy.context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert driver.modal(bpy.context, _Event("ESC")) == {"CANCELLED"}
+    assert driver.reports and "cancelled" in driver.reports[-1][1]
+    assert runtime.active_task() is None and bpy.ops.prosepose.refine.poll()
+    assert scene_digest() == before
+
+    # The same loop to a successful end, then the operator through INVOKE_DEFAULT.
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    driver = _ModalDriver(task)
+    for _ in range(500):
+        state = driver.modal(bpy.context, _Event("TIMER"))
+        if state != {"RUNNING_MODAL"}:
+            break
+        time.sleep(0.02)
+    assert state == {"FINISHED"} and any("new NLA track" in text for _, text in driver.reports)
+    assert bpy.ops.prosepose.refine("INVOKE_DEFAULT") == {"FINISHED"}
+    assert len(bpy.data.objects["P1"].animation_data.nla_tracks) == 3
