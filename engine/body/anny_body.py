@@ -37,6 +37,7 @@ from engine.body.kinematics import (
     VertexSubsetCache,
     cached_rest_vertices,
     forward_kinematics,
+    homogeneous,
     skin_vertices,
 )
 
@@ -161,7 +162,7 @@ class AnnyBody(BodyModel):
 
     def rest_joint_frames(self, shape: torch.Tensor) -> torch.Tensor:
         rotations, heads = self._rest_skeleton(self.blendshape_coefficients(shape))
-        return _homogeneous(rotations, heads)
+        return homogeneous(rotations, heads)
 
     def rest_vertices(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self._rest_vertices(self.blendshape_coefficients(shape), self._subsets.get(vertex_ids))
@@ -184,16 +185,8 @@ class AnnyBody(BodyModel):
         return BodyOutput(
             vertices=vertices,
             joints=skeleton.world_positions,
-            joint_frames=_homogeneous(skeleton.world_rotations, skeleton.world_positions),
+            joint_frames=homogeneous(skeleton.world_rotations, skeleton.world_positions),
         )
-
-
-def _homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3), (..., 3) -> (..., 4, 4)."""
-    top = torch.cat([rotations, translations.unsqueeze(-1)], dim=-1)
-    bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)
-    bottom[..., 0, 3] = 1.0
-    return torch.cat([top, bottom], dim=-2)
 
 
 class _PhenotypeWeights:

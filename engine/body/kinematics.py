@@ -111,7 +111,7 @@ def forward_kinematics(
     relative_offset = (rest_r_parent_t @ (rest_p - rest_p[:, parent]).unsqueeze(-1)).squeeze(-1)
     root_rotation = rest_r[:, 0] @ local[:, 0]
     root_position = rest_p[:, 0] + (rest_r[:, 0] @ root_translation.unsqueeze(-1)).squeeze(-1)
-    relative = _homogeneous(
+    relative = homogeneous(
         torch.cat([root_rotation.unsqueeze(1), relative_rotation[:, 1:]], dim=1),
         torch.cat([root_position.unsqueeze(1), relative_offset[:, 1:]], dim=1),
     )
@@ -150,17 +150,6 @@ def skin_vertices(
     blended = blended.reshape(-1, batch, 12).permute(1, 0, 2)
     rotation = blended[..., :9].reshape(batch, -1, 3, 3)
     return (rotation @ rest_vertices.unsqueeze(-1)).squeeze(-1) + blended[..., 9:]
-
-
-def sparse_weights(dense: torch.Tensor, max_influences: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V, J) dense weights -> (indices (V, K) long, weights (V, K)) keeping the K largest,
-    K = the largest number of non-zero weights of any vertex (or ``max_influences``),
-    renormalised to sum to 1."""
-    nonzero = int((dense > 0).sum(dim=1).max())
-    k = nonzero if max_influences is None else min(nonzero, max_influences)
-    weights, indices = torch.topk(dense, k, dim=1)
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    return indices, weights
 
 
 @dataclass(frozen=True)
@@ -251,7 +240,7 @@ class RestCache:
         self._entries[key] = value
 
 
-def _homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
+def homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3), (..., 3) -> (..., 4, 4)."""
     top = torch.cat([rotations, translations.unsqueeze(-1)], dim=-1)
     bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)

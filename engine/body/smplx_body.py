@@ -41,6 +41,7 @@ from engine.body.kinematics import (
     VertexSubsetCache,
     cached_rest_vertices,
     forward_kinematics,
+    homogeneous,
     skin_vertices,
 )
 from engine.body.smplx_data import SMPLX_JOINT_NAMES, SMPLX_NUM_VERTICES, SMPLX_PARENTS
@@ -253,11 +254,8 @@ class SmplxBody(BodyModel):
         to_world = self._model_to_world
         world_rotations = to_world @ skeleton.world_rotations
         world_positions = skeleton.world_positions @ to_world.T
-        top = torch.cat([world_rotations, world_positions.unsqueeze(-1)], dim=-1)
-        bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)
-        bottom[..., 0, 3] = 1.0
         return BodyOutput(
             vertices=vertices @ to_world.T,
             joints=world_positions,
-            joint_frames=torch.cat([top, bottom], dim=-2),
+            joint_frames=homogeneous(world_rotations, world_positions),
         )
