@@ -233,3 +233,18 @@ def test_modal_loop_polls_on_timer_events_and_esc_cancels(enabled_addon, tmp_pat
     assert state == {"FINISHED"} and any("new NLA track" in text for _, text in driver.reports)
     assert bpy.ops.prosepose.refine("INVOKE_DEFAULT") == {"FINISHED"}
     assert len(bpy.data.objects["P1"].animation_data.nla_tracks) == 3
+
+
+def test_refining_a_frame_range_keys_every_frame(enabled_addon, tmp_path):
+    from support.blender_helpers import action_fcurves
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    prose = bpy.context.scene.prose
+    prose.frame_mode, prose.frame_start, prose.frame_end = "RANGE", 3, 6
+    assert bpy.ops.prosepose.refine() == {"FINISHED"}
+    for name in ("P1", "P2"):
+        refined = bpy.data.objects[name].animation_data.nla_tracks[-1].strips[0].action
+        frames = {tuple(k.co[0] for k in curve.keyframe_points) for curve in action_fcurves(refined)}
+        assert frames == {(3.0, 4.0, 5.0, 6.0)}
+    assert bpy.context.scene.frame_current == 4
