@@ -25,16 +25,12 @@ class EngineError(Exception):
     """An error with a message meant for the user (no traceback is shown)."""
 
 
-def _available_commands():
-    modules = []
-    for name in COMMAND_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as error:
-            # A subcommand not built yet is simply absent; any other missing module is a bug.
-            if error.name != name:
-                raise
-    return modules
+def _command_module_name(command: str) -> str:
+    return f"engine.commands.{command}"
+
+
+def _command_names() -> tuple[str, ...]:
+    return tuple(name.rsplit(".", 1)[1] for name in COMMAND_MODULES)
 
 
 def emit(event: str, **fields) -> None:
@@ -43,17 +39,30 @@ def emit(event: str, **fields) -> None:
     sys.stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _top_level_parser(with_help_texts: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    runners = {}
-    for module in _available_commands():
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(sub)
-        runners[module.NAME] = module.run
-    args = parser.parse_args(argv)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _command_names():
+        # One-line help needs each module; only --help pays for importing them all.
+        summary = importlib.import_module(_command_module_name(name)).HELP if with_help_texts else None
+        subparsers.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in _command_names():
+        # Prints usage (or the full help) and exits: no command module is imported for a
+        # typo, and a real command imports only its own module (torch costs seconds).
+        _top_level_parser(with_help_texts=bool(argv) and argv[0] in ("-h", "--help")).parse_args(argv)
+        return 2
+    module = importlib.import_module(_command_module_name(argv[0]))
+    parser = argparse.ArgumentParser(prog=f"python -m engine {module.NAME}", description=module.HELP)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    args.command = module.NAME
     try:
-        return runners[args.command](args)
+        return module.run(args)
     except EngineError as error:
         emit("error", message=str(error))
         return 2

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import bpy
-
 from .bodies import build_body
 from .rig import Rig, load_rig
 from .settings import EngineSettings, ProseError, bpy_path_abs

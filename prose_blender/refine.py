@@ -17,6 +17,7 @@ from .tasks import EngineTask, Message, read_json, unique_stem
 
 JOB_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
+SHAPE_HOLD_WEIGHT = 1.0e6
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,15 @@ def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSe
         "people": people_settings,
         "frames": frames,
         "constraints": constraints,
-        "options": {"iterations": [request.iterations, request.iterations], "progress_every": 10},
+        "options": {
+            "iterations": [request.iterations, request.iterations],
+            "progress_every": 10,
+            # Blender's mesh and bones are built for each subject's shape, and a joint's rest
+            # frame (which the rotations refer to) moves with the shape. The job format has no
+            # switch to freeze the shape, so a very strong shape prior holds it (changes stay
+            # below 1e-4, far under what would move a vertex by 0.1 mm).
+            "weights": {"shape_prior": [SHAPE_HOLD_WEIGHT, 0.0]},
+        },
     }
 
 
@@ -134,6 +143,7 @@ def parse_result(data: dict, subjects: list[Subject], frames: tuple[int, ...]) -
     if not isinstance(raw_frames, list) or [f.get("frame") if isinstance(f, dict) else None for f in raw_frames] != list(frames):
         raise bad("its frames differ from the job's")
     parsed = []
+    shape_warnings: list[str] = []
     for raw in raw_frames:
         people = raw.get("people")
         if not isinstance(people, list) or len(people) != len(subjects):
@@ -158,6 +168,12 @@ def parse_result(data: dict, subjects: list[Subject], frames: tuple[int, ...]) -
             if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in translation):
                 raise bad("root_translation is not finite")
             poses.append(EnginePose(clean, tuple(float(v) for v in translation)))
+            shape = person.get("shape", [])
+            if subject.movable and shape and len(shape) == len(subject.info.shape) and max(abs(a - b) for a, b in zip(shape, subject.info.shape)) > 1e-3:
+                shape_warnings.append(
+                    f"The engine changed {subject.armature.name}'s body shape; the Blender mesh keeps its shape, "
+                    "so contacts may be off by a little"
+                )
         constraints = raw.get("constraints", [])
         if not isinstance(constraints, list) or not all(isinstance(c, dict) for c in constraints):
             raise bad("constraints must be a list of objects")
@@ -165,7 +181,7 @@ def parse_result(data: dict, subjects: list[Subject], frames: tuple[int, ...]) -
         if raw.get("backed_off"):
             warnings += ("Too many language-model samples were empty: the language-model contacts were not used",)
         parsed.append(RefinedFrame(int(raw["frame"]), tuple(poses), tuple(constraints), warnings))
-    return parsed, [str(w) for w in data.get("warnings", [])]
+    return parsed, [str(w) for w in data.get("warnings", [])] + sorted(set(shape_warnings))
 
 
 class RefineTask(EngineTask):

@@ -109,11 +109,17 @@ def hide_regions(scene: bpy.types.Scene) -> int:
     material = bpy.data.materials.get(REGION_MATERIAL)
     if material is not None and material.users == 0:
         bpy.data.materials.remove(material)
+    _restore_viewport()
     return restored
 
 
 def regions_shown(scene: bpy.types.Scene) -> bool:
     return any(mesh.get(_STATE) is not None for mesh in bpy.data.meshes)
+
+
+# Viewport shading changed by Show regions, restored by Hide regions: (space, previous type).
+# UI state, never saved.
+_changed_shading: list = []
 
 
 def _viewport_shows_attributes() -> None:
@@ -123,5 +129,15 @@ def _viewport_shows_attributes() -> None:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
                 for space in area.spaces:
-                    if space.type == "VIEW_3D" and space.shading.type == "SOLID":
+                    if space.type == "VIEW_3D" and space.shading.type == "SOLID" and space.shading.color_type != "VERTEX":
+                        _changed_shading.append((space, space.shading.color_type))
                         space.shading.color_type = "VERTEX"
+
+
+def _restore_viewport() -> None:
+    while _changed_shading:
+        space, previous = _changed_shading.pop()
+        try:
+            space.shading.color_type = previous
+        except ReferenceError:
+            pass  # the area was closed meanwhile

@@ -107,3 +107,39 @@ def test_unknown_kind_and_model_file_for_anny_are_clear_errors():
         load_body("smpl")
     with pytest.raises(BodyModelError, match="built in"):
         load_body("anny", model_path="x.npz")
+
+
+def test_phenotype_coefficients_and_gradients_match_anny(body):
+    generator = torch.Generator().manual_seed(5)
+    # Random shapes, the default, the ends and values outside [0, 1] (clamped like Anny).
+    shapes = torch.cat([
+        torch.rand(16, 6, generator=generator, dtype=torch.float64),
+        torch.tensor([[0.5] * 6, [0.0] * 6, [1.0] * 6, [1 / 3, 2 / 3, 0.25, 0.75, -0.2, 1.3]], dtype=torch.float64),
+    ])
+    reference = body.reference_blendshape_coefficients(shapes).double()
+    ours = body.blendshape_coefficients(shapes.float()).double()
+    assert (reference - ours).abs().max() < 1e-5
+    # On the anchors (0.5 is one) both take the same one-sided gradient, never zero.
+    projection = torch.randn(reference.shape[1], dtype=torch.float64, generator=generator)
+    for value in (0.5, 0.25, 1 / 3):
+        a = torch.full((1, 6), value, dtype=torch.float64, requires_grad=True)
+        b = torch.full((1, 6), value, dtype=torch.float32, requires_grad=True)
+        (body.reference_blendshape_coefficients(a).double() @ projection).backward()
+        (body.blendshape_coefficients(b).double() @ projection).backward()
+        assert torch.allclose(a.grad, b.grad.double(), atol=1e-4)
+        assert (b.grad.abs() > 0).all()
+
+
+def test_one_shape_broadcasts_over_a_batch_of_poses(body):
+    joints = len(body.joint_names)
+    generator = torch.Generator().manual_seed(2)
+    import roma
+
+    rotations = roma.rotvec_to_rotmat(torch.randn(3, joints, 3, generator=generator) * 0.2)
+    shape = torch.full((1, 6), 0.4)
+    vertex_ids = torch.arange(0, body.num_vertices, 11)
+    together = body.forward(rotations, torch.zeros(1, 3), shape, vertex_ids)
+    assert together.vertices.shape == (3, len(vertex_ids), 3)
+    for i in range(3):
+        alone = body.forward(rotations[i:i + 1], torch.zeros(1, 3), shape, vertex_ids)
+        assert torch.allclose(together.vertices[i], alone.vertices[0], atol=1e-6)

@@ -99,7 +99,10 @@ def test_show_regions_colours_contacts_and_hide_restores_the_mesh(enabled_addon,
     prose = bpy.context.scene.prose
     contact = prose.contacts.add()
     contact.source, contact.part_a, contact.person_a, contact.part_b, contact.person_b = "ARTIST", "upper", 1, "ground", 1
+    spaces = [s for w in bpy.context.window_manager.windows for a in w.screen.areas for s in a.spaces if s.type == "VIEW_3D"]
+    shading_before = [s.shading.color_type for s in spaces]
     assert bpy.ops.prosepose.show_regions() == {"FINISHED"}
+    assert all(s.shading.color_type == "VERTEX" for s in spaces if s.shading.type == "SOLID")
     colours = np.zeros(len(mesh.vertices) * 4, dtype=np.float32)
     mesh.color_attributes["prosepose_regions"].data.foreach_get("color", colours)
     colours = colours.reshape(-1, 4)
@@ -111,6 +114,7 @@ def test_show_regions_colours_contacts_and_hide_restores_the_mesh(enabled_addon,
     assert bpy.ops.prosepose.hide_regions() == {"FINISHED"}
     assert scene_digest() == before
     assert "ProsePose Regions" not in bpy.data.materials
+    assert [s.shading.color_type for s in spaces] == shading_before
 
 
 def test_amass_clip_imports_and_exports_the_same_parameters(enabled_addon, tmp_path):

@@ -140,3 +140,111 @@ def test_api_key_reaches_the_engine_only_through_its_environment(enabled_addon, 
     leaks = [str(p) for p in written if PLANTED_KEY.encode() in p.read_bytes()]
     assert not leaks
     assert PLANTED_KEY not in os.environ.get("PROSEPOSE_TEST_KEY", "")
+
+
+def test_refine_result_becomes_a_new_action_on_a_new_track(enabled_addon, tmp_path):
+    """The write-back path on its own (the stand-in answers with the job's poses, one joint
+    turned); the real optimizer is covered by test_blender_end_to_end.py."""
+    from support.blender_helpers import action_digest
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    prose = bpy.context.scene.prose
+    prose.move_person_2 = False
+    p1, p2 = bpy.data.objects["P1"], bpy.data.objects["P2"]
+    original = p1.animation_data.action
+    original_digest = action_digest(original)
+    p2_before = [tuple(b.matrix_basis.col[3]) + tuple(b.rotation_quaternion) for b in p2.pose.bones]
+    spine_before = p1.pose.bones["spine"].rotation_quaternion.normalized()
+    assert bpy.ops.prosepose.refine() == {"FINISHED"}
+    assert action_digest(original) == original_digest
+    assert [t.strips[0].action for t in p1.animation_data.nla_tracks][0] == original
+    refined = p1.animation_data.nla_tracks[-1].strips[0].action
+    assert refined.name.startswith("P1_refined") and prose.refined_action == refined
+    assert p2.animation_data is None or not p2.animation_data.nla_tracks
+    bpy.context.scene.frame_set(4)
+    assert abs(abs(p1.pose.bones["arm"].rotation_quaternion.dot((0.8, 0.6, 0.0, 0.0))) - 1) < 1e-6
+    # Same rotation (the job carries unit quaternions; an interpolated key is not unit).
+    assert abs(p1.pose.bones["spine"].rotation_quaternion.normalized().dot(spine_before)) > 1 - 1e-9
+    assert [tuple(b.matrix_basis.col[3]) + tuple(b.rotation_quaternion) for b in p2.pose.bones] == p2_before
+    assert [(r.label, round(r.before, 3), round(r.after, 3)) for r in prose.results] == [("P1 upper - P2 upper", 0.3, 0.01)]
+    # Away from the refined frame the original animation plays unchanged.
+    bpy.context.scene.frame_set(10)
+    assert abs(p1.pose.bones["spine"].rotation_quaternion.w - 0.9) < 1e-6
+
+
+class _Event:
+    def __init__(self, type_, value="PRESS"):
+        self.type, self.value = type_, value
+
+
+class _ModalDriver:
+    """Drives the operators' modal() the way Blender's event loop does (a headless bpy has no
+    event loop, so the timer events are fed by hand); reports are collected."""
+
+    def __init__(self, task):
+        from prosepose.operators.task_operator import TaskOperatorMixin
+
+        self.reports = []
+        self._task = task
+        self._timer = None
+        self.modal = TaskOperatorMixin.modal.__get__(self)
+        self._conclude = TaskOperatorMixin._conclude.__get__(self)
+
+    def report(self, levels, text):
+        self.reports.append((set(levels), text))
+
+
+def test_modal_loop_polls_on_timer_events_and_esc_cancels(enabled_addon, tmp_path):
+    from prosepose.operators.refine import refine_request
+    from prosepose.prose_blender import runtime
+    from prosepose.prose_blender.preferences import engine_settings
+    from prosepose.prose_blender.refine import RefineTask
+
+    _two_person_scene(tmp_path)
+    before = scene_digest()
+    _prefs().engine_python = _standin(tmp_path, "hang")
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    driver = _ModalDriver(task)
+    assert runtime.active_task() is task and not bpy.ops.prosepose.refine.poll()
+    import time
+    for _ in range(200):
+        assert driver.modal(bpy.context, _Event("TIMER")) == {"RUNNING_MODAL"}
+        if task.progress > 0:
+            break
+        time.sleep(0.02)
+    assert driver.modal(bpy.context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert driver.modal(bpy.context, _Event("ESC")) == {"CANCELLED"}
+    assert driver.reports and "cancelled" in driver.reports[-1][1]
+    assert runtime.active_task() is None and bpy.ops.prosepose.refine.poll()
+    assert scene_digest() == before
+
+    # The same loop to a successful end, then the operator through INVOKE_DEFAULT.
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    driver = _ModalDriver(task)
+    for _ in range(500):
+        state = driver.modal(bpy.context, _Event("TIMER"))
+        if state != {"RUNNING_MODAL"}:
+            break
+        time.sleep(0.02)
+    assert state == {"FINISHED"} and any("new NLA track" in text for _, text in driver.reports)
+    assert bpy.ops.prosepose.refine("INVOKE_DEFAULT") == {"FINISHED"}
+    assert len(bpy.data.objects["P1"].animation_data.nla_tracks) == 3
+
+
+def test_refining_a_frame_range_keys_every_frame(enabled_addon, tmp_path):
+    from support.blender_helpers import action_fcurves
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "echo")
+    prose = bpy.context.scene.prose
+    prose.frame_mode, prose.frame_start, prose.frame_end = "RANGE", 3, 6
+    assert bpy.ops.prosepose.refine() == {"FINISHED"}
+    for name in ("P1", "P2"):
+        refined = bpy.data.objects[name].animation_data.nla_tracks[-1].strips[0].action
+        frames = {tuple(k.co[0] for k in curve.keyframe_points) for curve in action_fcurves(refined)}
+        assert frames == {(3.0, 4.0, 5.0, 6.0)}
+    assert bpy.context.scene.frame_current == 4

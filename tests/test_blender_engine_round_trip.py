@@ -26,7 +26,7 @@ def _bodies():
 
 def _smplx_model(tmp_path, support):
     out = tmp_path / "SMPLX_NEUTRAL.npz"
-    subprocess.run([ENGINE_PYTHON, "-c", f"import sys; sys.path.insert(0, {str(support.parent)!r}); import smplx_model_file as m; m.write_model_file({str(out)!r})"], check=True, cwd=REPO_ROOT)
+    subprocess.run([ENGINE_PYTHON, str(support), str(out)], check=True, cwd=REPO_ROOT)
     return out
 
 

@@ -25,7 +25,8 @@ def test_zip_installs_enables_disables_and_reenables_cleanly(tmp_path):
     built = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_extension.py"), "--out", str(tmp_path / "dist")], capture_output=True, text=True, check=True)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
     run = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "support" / "zip_install_check.py"), built.stdout.strip()],
+        [sys.executable, str(REPO_ROOT / "tests" / "support" / "zip_install_check.py"), built.stdout.strip(),
+         str(REPO_ROOT / ".venv" / "bin" / "python"), str(tmp_path / "cache")],
         capture_output=True, text=True, env=env, timeout=300,
     )
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
@@ -38,4 +39,8 @@ def test_zip_installs_enables_disables_and_reenables_cleanly(tmp_path):
     for step in ("disabled", "disabled_again"):
         assert {k: v for k, v in steps[step].items()} == steps["before"], step
     assert steps["reenabled"] == steps["installed"]
+    assert steps["check_engine"] == ["FINISHED"]
+    # The engine ran from the installed copy, not from this checkout.
+    assert '"event": "info"' in steps["engine_log"]
+    assert steps["addon_root"] == str((tmp_path / "user" / "extensions" / "user_default" / "prosepose").resolve())
     assert (tmp_path / "user" / "extensions" / "user_default" / "prosepose" / "blender_manifest.toml").is_file()

@@ -4,6 +4,7 @@ real ``python -m engine contacts`` command in a subprocess."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -37,10 +38,15 @@ def image_path(tmp_path_factory) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _data_url(image_path: Path) -> str:
+    return encode_image(image_path).data_url
+
+
 def _request(image_path: Path, samples: int) -> SamplingRequest:
     return SamplingRequest(
         prompt=build_prompt(2),
-        image_data_url=encode_image(image_path).data_url,
+        image_data_url=_data_url(image_path),
         samples=samples,
         temperature=0.7,
         max_tokens=500,
@@ -122,12 +128,13 @@ def test_429_with_retry_after_then_success(image_path):
 
 @pytest.mark.parametrize(
     "failure",
-    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 1.5)],
+    [("status", 500, {}), ("status", 503, {}), ("malformed",), ("wrong_shape",), ("drop",), ("sleep", 3.0)],
     ids=["500", "503", "malformed_json", "json_not_a_completion", "dropped_connection", "timeout"],
 )
 def test_transient_failure_then_success(image_path, failure):
     with FakeOpenAIServer(script=[failure]) as server:
-        result = sample_responses(_request(image_path, 2), _settings(server, timeout_s=0.5), SECRET)
+        # a 1 s timeout: long enough for a normal answer on a busy machine, short of the sleep
+        result = sample_responses(_request(image_path, 2), _settings(server, timeout_s=1.0), SECRET)
     assert len(result.texts) == 2
     assert len(server.received) == 2
 
@@ -170,8 +177,11 @@ def test_quota_exhausted_is_not_retried(image_path):
 # The CLI in a subprocess
 
 
-def _run_cli(args: list[str], tmp_path: Path, key: str | None = SECRET) -> subprocess.CompletedProcess:
+def _run_cli(
+    args: list[str], tmp_path: Path, key: str | None = SECRET, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    env.update(extra_env or {})
     env["HOME"] = str(tmp_path / "home")
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     if key is not None:
@@ -223,13 +233,15 @@ def test_cli_writes_contacts_then_hits_the_cache(image_path, tmp_path, run_main)
         args = [str(image_path), "--people", "2", "--samples", "4", "--model", "test-vision-model",
                 "--base-url", server.base_url, "--cache-dir", str(cache), "--box", "300,200,900,950",
                 "--box", "1000,150,1600,950", "--backoff", "0.01", "-o", str(out)]
-        first = _run_cli(args, tmp_path)
+        # the openai package's debug log on: the key must not show up in it either
+        first = _run_cli(args, tmp_path, extra_env={"OPENAI_LOG": "debug"})
         assert first.returncode == 0, first.stdout + first.stderr
         assert len(server.received) == 1
         out.unlink()
         second = run_main(args)
         assert second.returncode == 0, second.stdout + second.stderr
         assert len(server.received) == 1  # the cache answered: zero new requests
+    assert "Sending HTTP Request" in first.stderr  # the debug log ran
     lines = _lines(first.stdout)
     assert [line["done"] for line in lines if line["event"] == "sample"] == [1, 2, 3, 4]
     final = lines[-1]

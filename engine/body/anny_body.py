@@ -35,7 +35,9 @@ from engine.body.kinematics import (
     RestCache,
     VertexSubset,
     VertexSubsetCache,
+    cached_rest_vertices,
     forward_kinematics,
+    homogeneous,
     skin_vertices,
 )
 
@@ -79,6 +81,7 @@ class AnnyBody(BodyModel):
         self._rest_cache = RestCache()
         self._no_local_changes = torch.zeros(1, 0, dtype=model.template_vertices.dtype)
         self._no_facial_actions = torch.zeros(1, 0, dtype=model.template_vertices.dtype)
+        self._phenotype_weights = _PhenotypeWeights.from_anny(model, dtype)
 
     # ------------------------------------------------------------------ static data
     @property
@@ -114,6 +117,12 @@ class AnnyBody(BodyModel):
     # ------------------------------------------------------------------ shape-dependent rest data
     def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         """shape (B, 6) phenotypes -> (B, K) Anny blendshape coefficients (differentiable)."""
+        if self._phenotype_weights is not None:
+            return self._phenotype_weights(shape.to(self.dtype))
+        return self.reference_blendshape_coefficients(shape)
+
+    def reference_blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """The same through Anny's own code (slower: many small float64 operations)."""
         # Anny's phenotype code runs in its own precision (float64).
         phenotypes = shape.to(self._no_local_changes.dtype)
         coefficients = self._anny._get_phenotype_blendshape_coefficients(
@@ -136,21 +145,24 @@ class AnnyBody(BodyModel):
         offsets = coefficients @ subset.blendshapes
         return subset.template + offsets.reshape(coefficients.shape[0], -1, 3)
 
-    def _rest_state(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """shape (B, S) -> coefficients (B, K), rest rotations (B, J, 3, 3), heads (B, J, 3).
+    def _rest_state(self, shape: torch.Tensor) -> tuple:
+        """shape (B, S) -> coefficients (B, K), rest rotations (B, J, 3, 3), heads (B, J, 3),
+        and a per-subset rest-vertex cache (None when the shape is being optimised).
         A shape that is not being optimised is computed once and reused."""
         cached = self._rest_cache.get(shape)
         if cached is not None:
             return cached
         coefficients = self.blendshape_coefficients(shape)
         rotations, heads = self._rest_skeleton(coefficients)
-        state = (coefficients, rotations, heads)
+        state = (coefficients, rotations, heads, {})
         self._rest_cache.put(shape, state)
+        if self._rest_cache.get(shape) is None:
+            return (coefficients, rotations, heads, None)
         return state
 
     def rest_joint_frames(self, shape: torch.Tensor) -> torch.Tensor:
         rotations, heads = self._rest_skeleton(self.blendshape_coefficients(shape))
-        return _homogeneous(rotations, heads)
+        return homogeneous(rotations, heads)
 
     def rest_vertices(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self._rest_vertices(self.blendshape_coefficients(shape), self._subsets.get(vertex_ids))
@@ -163,22 +175,119 @@ class AnnyBody(BodyModel):
         shape: torch.Tensor,
         vertex_ids: torch.Tensor | None = None,
     ) -> BodyOutput:
-        coefficients, rest_rotations, rest_heads = self._rest_state(shape.to(self.dtype))
+        coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape.to(self.dtype))
         skeleton = forward_kinematics(
             self._tree, rest_rotations, rest_heads, local_rotations.to(self.dtype), root_translation.to(self.dtype)
         )
         subset = self._subsets.get(vertex_ids)
-        vertices = skin_vertices(self._rest_vertices(coefficients, subset), subset.weights, skeleton)
+        rest = cached_rest_vertices(per_subset, subset, lambda: self._rest_vertices(coefficients, subset))
+        vertices = skin_vertices(rest, subset.weights, skeleton)
         return BodyOutput(
             vertices=vertices,
             joints=skeleton.world_positions,
-            joint_frames=_homogeneous(skeleton.world_rotations, skeleton.world_positions),
+            joint_frames=homogeneous(skeleton.world_rotations, skeleton.world_positions),
         )
 
 
-def _homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3), (..., 3) -> (..., 4, 4)."""
-    top = torch.cat([rotations, translations.unsqueeze(-1)], dim=-1)
-    bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)
-    bottom[..., 0, 3] = 1.0
-    return torch.cat([top, bottom], dim=-2)
+class _PhenotypeWeights:
+    """Anny's phenotype -> blendshape coefficient map in a few batched operations.
+
+    Anny weights each phenotype blendshape by a product, over the phenotype features, of the
+    linear interpolation coefficient of one variation (e.g. "young", "maxmuscle"), then maps the
+    weights through the compaction projection. Here the interpolation is done for the six shape
+    features at once (same intervals as Anny's, so the one-sided gradients at the anchors, the
+    default 0.5 included, are the same), the fixed features (race, cup size, firmness) are
+    constants, and the products are one gather and one product.
+    """
+
+    def __init__(self, anchors, counts, fixed, gather, projection) -> None:
+        self.anchors = anchors  # (6, N) padded with +inf
+        self.counts = counts  # (6,) number of anchors of each feature
+        self.fixed = fixed  # (F,) coefficients of the fixed features' variations, then 1.0
+        self.gather = gather  # (K0, G) columns of [shape-feature coefficients | fixed] per blendshape
+        self.projection = projection  # (K0, K) or None
+        self.low = anchors[:, 0].unsqueeze(0)  # (1, 6) first and last anchors: the clamp range
+        self.high = anchors.gather(1, (counts - 1).unsqueeze(1)).T
+        self.anchors_batch1 = anchors.unsqueeze(0)
+
+    @staticmethod
+    def from_anny(model, dtype: torch.dtype) -> "_PhenotypeWeights | None":
+        from anny.models.model_data import PHENOTYPE_VARIATIONS
+        from anny.utils.interpolation import linear_interpolation_coefficients
+
+        if model.extrapolate_phenotypes or model.local_change_labels or model.facial_action_labels:
+            return None
+        groups = list(PHENOTYPE_VARIATIONS)
+        columns = {}  # global variation column -> position in [shape coefficients | fixed]
+        shape_anchor_rows, counts = [], []
+        position = 0
+        for feature in ANNY_SHAPE_NAMES:
+            values = model.anchors[feature].detach().double()
+            shape_anchor_rows.append(values)
+            counts.append(len(values))
+        width = max(counts)
+        anchors = torch.full((len(ANNY_SHAPE_NAMES), width), float("inf"), dtype=torch.float64)
+        for row, values in enumerate(shape_anchor_rows):
+            anchors[row, : len(values)] = values
+        offsets = {}
+        start = 0
+        for group in groups:
+            offsets[group] = start
+            start += len(PHENOTYPE_VARIATIONS[group])
+        for row, feature in enumerate(ANNY_SHAPE_NAMES):
+            for i in range(len(PHENOTYPE_VARIATIONS[feature])):
+                columns[offsets[feature] + i] = row * width + i
+        position = len(ANNY_SHAPE_NAMES) * width
+        fixed_values = []
+        for group in groups:
+            if group in ANNY_SHAPE_NAMES:
+                continue
+            if group == "race":
+                coefficients = torch.full((3,), 1.0 / 3.0, dtype=torch.float64)
+            else:
+                half = torch.tensor([0.5], dtype=torch.float64)
+                coefficients = linear_interpolation_coefficients(half, model.anchors[group].double())[0]
+            for i, value in enumerate(coefficients):
+                columns[offsets[group] + i] = position
+                fixed_values.append(float(value))
+                position += 1
+        one = position
+        fixed_values.append(1.0)
+        mask = model.stacked_phenotype_blend_shapes_mask.detach() > 0.5
+        gather = torch.full((mask.shape[0], len(groups)), one, dtype=torch.long)
+        for g, group in enumerate(groups):
+            block = mask[:, offsets[group]: offsets[group] + len(PHENOTYPE_VARIATIONS[group])]
+            if (block.sum(dim=1) > 1).any():
+                return None  # not a product of one variation per feature: use Anny's code
+            rows, cols = torch.nonzero(block, as_tuple=True)
+            gather[rows, g] = torch.tensor([columns[offsets[group] + int(c)] for c in cols], dtype=torch.long)
+        projection = model.phenotype_blendshape_projection
+        return _PhenotypeWeights(
+            anchors.to(dtype),
+            torch.tensor(counts),
+            torch.tensor(fixed_values, dtype=dtype),
+            gather,
+            None if projection is None else projection.detach().to(dtype),
+        )
+
+    def __call__(self, shape: torch.Tensor) -> torch.Tensor:
+        """shape (B, 6) -> (B, K)."""
+        batch = shape.shape[0]
+        low, high = self.low, self.high
+        # Clamped like Anny (torch.where keeps a one-sided gradient on the boundary).
+        value = torch.where(shape < low, low, shape)
+        value = torch.where(value > high, high, value)
+        anchors = self.anchors_batch1.expand(batch, -1, -1)
+        index = torch.searchsorted(anchors.contiguous(), value.unsqueeze(-1).contiguous(), side="left").squeeze(-1)
+        index = torch.minimum(torch.clamp(index, min=1), (self.counts - 1).unsqueeze(0))
+        lower = torch.gather(anchors, 2, (index - 1).unsqueeze(-1)).squeeze(-1)
+        upper = torch.gather(anchors, 2, index.unsqueeze(-1)).squeeze(-1)
+        alpha = (value - lower) / (upper - lower)
+        width = self.anchors.shape[1]
+        slots = torch.arange(width).view(1, 1, width)
+        coefficients = (slots == (index - 1).unsqueeze(-1)) * (1.0 - alpha).unsqueeze(-1) + (
+            slots == index.unsqueeze(-1)
+        ) * alpha.unsqueeze(-1)
+        table = torch.cat([coefficients.reshape(batch, -1), self.fixed.expand(batch, -1)], dim=1)
+        weights = table[:, self.gather].prod(dim=-1)
+        return weights if self.projection is None else weights @ self.projection

@@ -90,36 +90,39 @@ def forward_kinematics(
 
     rest_rotations: (B, J, 3, 3) rest frame orientations (model frame), orthonormal.
     rest_positions: (B, J, 3) rest frame origins (joint heads).
+    (A batch dimension of 1 broadcasts against the others.)
     local_rotations: (B, J, 3, 3) rotation of each joint in its own rest frame.
     root_translation: (B, 3) root offset, in the root's rest frame (Blender's bone location).
     """
+    batch = max(rest_rotations.shape[0], local_rotations.shape[0], root_translation.shape[0])
+    rest_rotations = rest_rotations.expand(batch, -1, -1, -1)
+    rest_positions = rest_positions.expand(batch, -1, -1)
+    local_rotations = local_rotations.expand(batch, -1, -1, -1)
+    root_translation = root_translation.expand(batch, -1)
     order = tree.order
     rest_r = rest_rotations[:, order]
     rest_p = rest_positions[:, order]
     local = local_rotations[:, order]
     parent = tree.parent_positions
     rest_r_parent_t = rest_r[:, parent].transpose(-1, -2)
-    # Relative rest transform of each joint in its parent's rest frame, then its local rotation.
+    # Relative rest transform of each joint in its parent's rest frame, then its local rotation,
+    # as 4x4 matrices so that each depth level costs one gather and one batched product.
     relative_rotation = rest_r_parent_t @ rest_r @ local
     relative_offset = (rest_r_parent_t @ (rest_p - rest_p[:, parent]).unsqueeze(-1)).squeeze(-1)
-
     root_rotation = rest_r[:, 0] @ local[:, 0]
     root_position = rest_p[:, 0] + (rest_r[:, 0] @ root_translation.unsqueeze(-1)).squeeze(-1)
-    rotations = [root_rotation.unsqueeze(1)]
-    positions = [root_position.unsqueeze(1)]
+    relative = homogeneous(
+        torch.cat([root_rotation.unsqueeze(1), relative_rotation[:, 1:]], dim=1),
+        torch.cat([root_position.unsqueeze(1), relative_offset[:, 1:]], dim=1),
+    )
+    world = [relative[:, :1]]
     for (prev_first, _), (first, last) in zip(tree.level_slices, tree.level_slices[1:]):
         # the parents of a level all lie in the level before it
         parent_local = parent[first:last] - prev_first
-        parent_rotation = rotations[-1][:, parent_local]
-        parent_position = positions[-1][:, parent_local]
-        rotations.append(parent_rotation @ relative_rotation[:, first:last])
-        positions.append(
-            parent_position
-            + (parent_rotation @ relative_offset[:, first:last].unsqueeze(-1)).squeeze(-1)
-        )
-    inverse = tree.inverse_order
-    world_r = torch.cat(rotations, dim=1)[:, inverse]
-    world_p = torch.cat(positions, dim=1)[:, inverse]
+        world.append(world[-1][:, parent_local] @ relative[:, first:last])
+    world_matrices = torch.cat(world, dim=1)[:, tree.inverse_order]
+    world_r = world_matrices[..., :3, :3]
+    world_p = world_matrices[..., :3, 3]
     skin_r = world_r @ rest_rotations.transpose(-1, -2)
     skin_t = world_p - (skin_r @ rest_positions.unsqueeze(-1)).squeeze(-1)
     return PosedSkeleton(world_r, world_p, skin_r, skin_t)
@@ -138,6 +141,7 @@ def skin_vertices(
     applied once.
     """
     batch, joints = skeleton.skin_rotations.shape[:2]
+    rest_vertices = rest_vertices.expand(batch, -1, -1)
     transforms = torch.cat(
         [skeleton.skin_rotations.reshape(batch, joints, 9), skeleton.skin_translations], dim=-1
     )
@@ -146,17 +150,6 @@ def skin_vertices(
     blended = blended.reshape(-1, batch, 12).permute(1, 0, 2)
     rotation = blended[..., :9].reshape(batch, -1, 3, 3)
     return (rotation @ rest_vertices.unsqueeze(-1)).squeeze(-1) + blended[..., 9:]
-
-
-def sparse_weights(dense: torch.Tensor, max_influences: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V, J) dense weights -> (indices (V, K) long, weights (V, K)) keeping the K largest,
-    K = the largest number of non-zero weights of any vertex (or ``max_influences``),
-    renormalised to sum to 1."""
-    nonzero = int((dense > 0).sum(dim=1).max())
-    k = nonzero if max_influences is None else min(nonzero, max_influences)
-    weights, indices = torch.topk(dense, k, dim=1)
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    return indices, weights
 
 
 @dataclass(frozen=True)
@@ -170,6 +163,7 @@ class VertexSubset:
     blendshapes: torch.Tensor
     weights: torch.Tensor
     extra: tuple[torch.Tensor, ...] = ()
+    key: bytes = b"all"
 
 
 class VertexSubsetCache:
@@ -210,6 +204,7 @@ class VertexSubsetCache:
                 self._blendshapes[:, ids].reshape(k, -1),
                 self._weights[ids],
                 tuple(e[:, ids].reshape(e.shape[0], -1) for e in self._extra),
+                key=key,
             )
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.pop(next(iter(self._entries)))
@@ -219,7 +214,8 @@ class VertexSubsetCache:
 
 class RestCache:
     """Shape-dependent rest data for shapes that are not being optimised (no gradient), keyed
-    by value: stage 2 of the optimizer and every frame of a clip reuse it."""
+    by value: stage 2 of the optimizer and every frame of a clip reuse it. Each entry also
+    keeps the rest vertices of the vertex subsets asked for with that shape."""
 
     MAX_ENTRIES = 8
 
@@ -242,3 +238,26 @@ class RestCache:
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.pop(next(iter(self._entries)))
         self._entries[key] = value
+
+
+def homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3), (..., 3) -> (..., 4, 4)."""
+    top = torch.cat([rotations, translations.unsqueeze(-1)], dim=-1)
+    bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)
+    bottom[..., 0, 3] = 1.0
+    return torch.cat([top, bottom.expand(top.shape[:-2] + (1, 4))], dim=-2)
+
+
+def cached_rest_vertices(
+    per_subset: dict[bytes, torch.Tensor] | None, subset: VertexSubset, compute
+) -> torch.Tensor:
+    """``compute()`` once per subset for a cached shape (``per_subset`` None: no caching)."""
+    if per_subset is None:
+        return compute()
+    rest = per_subset.get(subset.key)
+    if rest is None:
+        rest = compute()
+        if len(per_subset) >= VertexSubsetCache.MAX_ENTRIES:
+            per_subset.pop(next(iter(per_subset)))
+        per_subset[subset.key] = rest
+    return rest

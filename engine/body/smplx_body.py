@@ -35,7 +35,15 @@ import torch
 
 from engine.body.base import BodyModel, BodyOutput
 from engine.body.errors import BodyModelError
-from engine.body.kinematics import KinematicTree, RestCache, VertexSubsetCache, forward_kinematics, skin_vertices
+from engine.body.kinematics import (
+    KinematicTree,
+    RestCache,
+    VertexSubsetCache,
+    cached_rest_vertices,
+    forward_kinematics,
+    homogeneous,
+    skin_vertices,
+)
 from engine.body.smplx_data import SMPLX_JOINT_NAMES, SMPLX_NUM_VERTICES, SMPLX_PARENTS
 
 MODEL_FILE_HINT = (
@@ -193,14 +201,19 @@ class SmplxBody(BodyModel):
         return self._weights.numpy().astype(np.float32)
 
     # ------------------------------------------------------------------ rest data
-    def _rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
-        """(B, S) -> (B, J, 3) rest joint positions, model frame."""
+    def _rest_state(self, betas: torch.Tensor) -> tuple:
+        """(B, S) -> (B, J, 3) rest joint positions (model frame), and a per-subset rest-vertex
+        cache (None when the shape is being optimised)."""
         cached = self._rest_cache.get(betas)
         if cached is not None:
-            return cached[0]
+            return cached
         joints = self._joint_template + torch.einsum("jcs,bs->bjc", self._joint_shapedirs, betas)
-        self._rest_cache.put(betas, (joints,))
-        return joints
+        state = (joints, {})
+        self._rest_cache.put(betas, state)
+        return state if self._rest_cache.get(betas) is not None else (joints, None)
+
+    def _rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        return self._rest_state(betas)[0]
 
     def rest_joint_frames(self, shape: torch.Tensor) -> torch.Tensor:
         joints = self._rest_joints(shape.to(self.dtype))
@@ -224,11 +237,15 @@ class SmplxBody(BodyModel):
         betas = shape.to(self.dtype)
         rotations = local_rotations.to(self.dtype)
         batch = rotations.shape[0]
-        joints = self._rest_joints(betas).expand(batch, -1, -1)
+        rest_joints, per_subset = self._rest_state(betas)
+        joints = rest_joints.expand(batch, -1, -1)
         rest_rotations = torch.eye(3, dtype=self.dtype).expand(batch, len(self.parents), 3, 3)
         skeleton = forward_kinematics(self._tree, rest_rotations, joints, rotations, root_translation.to(self.dtype))
         subset = self._subsets.get(vertex_ids)
-        rest = subset.template + (betas @ subset.blendshapes).reshape(betas.shape[0], -1, 3)
+        rest = cached_rest_vertices(
+            per_subset, subset,
+            lambda: subset.template + (betas @ subset.blendshapes).reshape(betas.shape[0], -1, 3),
+        )
         if self.pose_correctives:
             identity = torch.eye(3, dtype=self.dtype)
             pose_feature = (rotations[:, 1:] - identity).reshape(batch, -1)
@@ -237,11 +254,8 @@ class SmplxBody(BodyModel):
         to_world = self._model_to_world
         world_rotations = to_world @ skeleton.world_rotations
         world_positions = skeleton.world_positions @ to_world.T
-        top = torch.cat([world_rotations, world_positions.unsqueeze(-1)], dim=-1)
-        bottom = torch.zeros(top.shape[:-2] + (1, 4), dtype=top.dtype)
-        bottom[..., 0, 3] = 1.0
         return BodyOutput(
             vertices=vertices @ to_world.T,
             joints=world_positions,
-            joint_frames=torch.cat([top, bottom], dim=-2),
+            joint_frames=homogeneous(world_rotations, world_positions),
         )

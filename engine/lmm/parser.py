@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from engine.constraints import CellPart, DroppedRow, ParsedCell, ParsedRow, ParsedSample
+from engine.lmm.words import FILLER_WORDS, NONE_CELLS, PLURAL_NOT_BOTH_SIDES
 from engine.regions import ALL_PARTS, GROUND, PART_TO_BASE, REGION_BASES, SYNONYMS
 
 # Longer texts are cut: no model writes a contact table this long, and the parser must stay
@@ -48,26 +49,6 @@ def _build_lookup() -> dict[str, tuple[str, ...]]:
 # normalised phrase -> vocabulary parts it may stand for
 _LOOKUP = _build_lookup()
 _LONGEST_PHRASE = max(len(key.split()) for key in _LOOKUP)
-
-# Plurals of these words mean several of them on one hand or foot, not both sides.
-_PLURAL_NOT_BOTH_SIDES = frozenset({"finger", "fingertip", "toe", "knuckle", "thumb", "rib"})
-
-_FILLER_WORDS = frozenset(
-    {
-        "the", "a", "an", "his", "her", "their", "its", "my", "your", "one", "person",
-        "persons", "people", "p1", "p2", "1", "2", "1s", "2s", "b", "own", "other", "partner",
-        "partners", "subject", "individual", "man", "woman", "boy", "girl", "child", "on",
-        "area", "region", "part", "parts", "body part", "s",
-    }
-)
-
-_NONE_CELLS = frozenset(
-    {
-        "", "none", "n/a", "na", "n.a", "-", "--", "---", "—", "–", "nothing", "no contact",
-        "no contacts", "null", "nil", "empty", "no", "not applicable", "not visible", "unknown",
-        "?", "...", "…", "x", "no touching", "nobody", "no one",
-    }
-)
 
 _HEADER_WORDS = re.compile(
     r"\b(person|persons|people|part|parts|region|regions|p ?[12]|subject|individual|column|"
@@ -132,7 +113,7 @@ def _lookup(phrase: str) -> tuple[tuple[str, ...], bool] | None:
     for singular in _singular_forms(words[-1]):
         candidate = " ".join(words[:-1] + [singular])
         if candidate in _LOOKUP:
-            return _LOOKUP[candidate], singular not in _PLURAL_NOT_BOTH_SIDES
+            return _LOOKUP[candidate], singular not in PLURAL_NOT_BOTH_SIDES
     return None
 
 
@@ -179,7 +160,7 @@ def _parse_alternative(phrase: str) -> list[CellPart] | str:
     if not core:
         return f"{phrase!r} names no body part"
     hit = _lookup(" ".join(core))
-    filtered = [w for w in core if w not in _FILLER_WORDS]
+    filtered = [w for w in core if w not in FILLER_WORDS]
     if hit is None and filtered:
         hit = _lookup(" ".join(filtered))
     if hit is None and "of" in filtered:
@@ -211,7 +192,7 @@ def parse_cell(text: str) -> _CellResult:
     """A table cell -> its alternatives, a "None" marker, or the reason it is unusable."""
     cleaned = _strip_markup(text)
     lowered = cleaned.lower()
-    if lowered in _NONE_CELLS or re.fullmatch(r"[-–—_.\s]*", lowered):
+    if lowered in NONE_CELLS or re.fullmatch(r"[-–—_.\s]*", lowered):
         return _CellResult(is_none=True)
     if len(cleaned) > MAX_CELL_CHARS:
         return _CellResult(reason=f"cell {cleaned[:40]!r}... is too long for a part name")

@@ -62,7 +62,8 @@ Rules:
 parts rest on each other and which parts rest on the ground.
 - Then write one Markdown table with exactly two columns, titled "{col_a}" and "{col_b}". Each \
 row is one pair of parts that touch, such as "hand | head" or "foot | ground".
-- Do not write left or right: name the part only. A part never touches itself, and a hand \
+- Do not write left or right: name the part only. One hand touching the other is "hand | hand" \
+(the same for feet, legs, arms); the back, head or stomach never touches itself, and a hand \
 touching its own arm or a foot touching its own leg at the joint does not count.
 - If you are unsure which of two or three parts touches, list them in one cell separated by \
 commas, for example "leg, foot".

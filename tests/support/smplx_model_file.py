@@ -339,6 +339,10 @@ def write_smplx_model_file(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
+# The name other tests call it by.
+write_model_file = write_smplx_model_file
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/support/smplx_model_file.py OUT.npz")

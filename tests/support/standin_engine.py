@@ -5,6 +5,8 @@ Python (``INTERPRETER -m engine COMMAND ... -o OUT``) and behaves as ``PROSEPOSE
 * ``crash``: one progress line, then dies with exit code 3 and a traceback-like line;
 * ``corrupt``: writes a truncated JSON file to the output path and exits 0;
 * ``hang``: prints progress lines until it is terminated;
+* ``echo``: answers a refine job with its own poses, Person 1's ``arm`` joint turned by a known
+  rotation (to check the write-back without the optimizer);
 * ``env``: reports (without the value) whether the API key variable is set, then fails.
 """
 
@@ -35,6 +37,19 @@ elif mode == "hang":
     while True:
         emit(event="progress", stage=1, iteration=1, total=1000, losses={})
         time.sleep(0.05)
+elif mode == "echo":
+    job = json.load(open(argv[argv.index("refine") + 1], encoding="utf-8"))
+    frames = []
+    for frame in job["frames"]:
+        people = [dict(person) for person in frame["people"]]
+        people[0] = dict(people[0], rotations=dict(people[0]["rotations"], arm=[0.8, 0.6, 0.0, 0.0]))
+        frames.append({"frame": frame["frame"], "people": people,
+                       "constraints": [{"label": "P1 upper - P2 upper", "source": "artist", "weight": 1.0, "before_m": 0.3, "after_m": 0.01}],
+                       "losses": {}, "iterations": [1, 1], "wall_time_s": 0.0, "backed_off": False, "warnings": []})
+    emit(event="progress", frame=frames[0]["frame"], stage=2, iteration=1, total=1, losses={})
+    with open(out, "w", encoding="utf-8") as handle:
+        json.dump({"schema_version": 1, "body": job["body"], "frames": frames, "wall_time_s": 0.0, "warnings": []}, handle)
+    emit(event="done", output=out)
 elif mode == "env":
     name = argv[argv.index("--api-key-env") + 1] if "--api-key-env" in argv else "OPENAI_API_KEY"
     emit(event="error", message=f"key variable {name} set: {bool(os.environ.get(name))}")

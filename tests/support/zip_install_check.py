@@ -10,6 +10,8 @@ import sys
 import bpy
 
 ZIP = sys.argv[1]
+ENGINE_PYTHON = sys.argv[2]
+CACHE = sys.argv[3]
 MODULE = "bl_ext.user_default.prosepose"
 
 
@@ -35,6 +37,12 @@ steps["installed"] = snapshot()
 steps["install_result"] = sorted(result)
 steps["has_prefs"] = MODULE in bpy.context.preferences.addons and hasattr(bpy.context.preferences.addons[MODULE].preferences, "lmm_api_key")
 bpy.context.scene.prose.contact_strength = 2.0
+# The engine shipped inside the installed extension runs from there.
+prefs = bpy.context.preferences.addons[MODULE].preferences
+prefs.engine_python, prefs.cache_folder = ENGINE_PYTHON, CACHE
+steps["check_engine"] = sorted(bpy.ops.prosepose.check_engine())
+steps["addon_root"] = str(sys.modules[MODULE + ".prose_blender.addon"].ADDON_ROOT)
+steps["engine_log"] = open(f"{CACHE}/engine.log", encoding="utf-8").read()
 bpy.ops.preferences.addon_disable(module=MODULE)
 steps["disabled"] = snapshot()
 bpy.ops.preferences.addon_enable(module=MODULE)
