@@ -8,7 +8,7 @@ REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt | sha256su
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 
-.PHONY: venv test test-engine test-blender demo zip smoke-42 clean
+.PHONY: venv test test-engine test-blender demo zip smoke-42 clean bench
 
 venv: $(STAMP)
 

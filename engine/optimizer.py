@@ -8,7 +8,13 @@ of a least-squares line through the last ``early_stop_window`` total losses is a
 Rotations are optimized as axis-angle *offsets* from the initial local rotations,
 ``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
 squared offset angle, and a joint that must not move (pinned, frozen, or of a fixed person)
-simply has its offset masked to zero, so no gradient ever reaches it.
+simply has its offset masked to zero, so no gradient ever reaches it. One unit of the
+variable is ``rotation_scale`` radians (``translation_scale`` metres for the root), see
+``OptimizerConfig``.
+
+Safeguards: a non-finite loss or gradient restores the last state with a finite loss and
+ends the stage (with a warning); each stage ends in the best state it visited; the run is
+seeded and uses no randomness otherwise, so it is deterministic on the CPU.
 """
 
 from __future__ import annotations
@@ -86,7 +92,10 @@ def default_weights(num_people: int) -> StageWeights:
 class OptimizerConfig:
     weights: StageWeights
     learning_rates: tuple[float, ...] = (0.01, 0.001)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    # Less momentum than Adam's usual 0.9: a contact loss pulls at constant strength until
+    # the surfaces meet, and with 0.9 the momentum carries a limb through the other body
+    # before it turns back (a spike the early-stop window then mistakes for divergence).
+    adam_betas: tuple[float, float] = (0.5, 0.9)
     max_iterations: tuple[int, ...] = (1000, 1000)
     # Which variables each stage moves, besides body pose and root translation.
     optimize_shape: tuple[bool, ...] = (True, False)

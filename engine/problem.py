@@ -12,7 +12,7 @@ import torch
 
 from engine.body.base import BodyModel
 from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
-from engine.losses.joint_data import joint_limit_radians, optimized_joint_mask
+from engine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
 from engine.losses.penetration import build_penetration_setup, fit_capsules
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
@@ -25,7 +25,7 @@ GLOBAL_ORIENTATION = "global_orientation"
 PENETRATION_VERTICES = 600
 # Multiplier of the stay-close weight on the root's global orientation: like the translation,
 # it anchors the body when there are no 2D keypoints.
-GLOBAL_ORIENTATION_WEIGHT = 10.0
+GLOBAL_ORIENTATION_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ def build_problem(
     index = build_contact_index(objective, regions, [needed] * num_people)
 
     movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
-    joint_weights = torch.ones(num_people, num_joints)
+    rig_scale = STAY_CLOSE_RIG_SCALE.get(body.kind, 1.0)
+    joint_weights = torch.full((num_people, num_joints), rig_scale)
     joint_weights[:, 0] = GLOBAL_ORIENTATION_WEIGHT
     translation_weights = torch.ones(num_people)
     for p, options in enumerate(people):
@@ -118,7 +119,7 @@ def build_problem(
             elif name == GLOBAL_ORIENTATION:
                 joint_weights[p, 0] = GLOBAL_ORIENTATION_WEIGHT * weight
             else:
-                joint_weights[p, body.joint_names.index(name)] = weight
+                joint_weights[p, body.joint_names.index(name)] = rig_scale * weight
         if not options.movable:
             movable_joints[p] = False
     movable_people = torch.tensor([o.movable for o in people], dtype=torch.bool)
@@ -145,6 +146,7 @@ def build_problem(
         translation_weights=translation_weights,
         joint_limits=statics.joint_limits,
         initial_shape=initial.shape.detach().clone(),
+        shape_unit=SHAPE_UNIT.get(body.kind, 1.0),
         penetration=penetration_setup,
         keypoints=keypoint_setup,
     )

@@ -202,3 +202,63 @@ def test_registry_raises_on_unknown_names():
     assert set(LOSS_TERMS) == {"contact", "stay_close", "joint_limits", "penetration", "shape_prior", "keypoints_2d"}
     with pytest.raises(KeyError, match="unknown loss term 'gmm'.*contact"):
         get_term("gmm")
+
+
+def _inputs(setup, joints=None, rotations=None):
+    from engine.losses import LossInputs
+
+    n = 1
+    joints = torch.zeros(n, 2, 3) if joints is None else joints
+    rotations = torch.eye(3).repeat(n, 2, 1, 1) if rotations is None else rotations
+    return LossInputs(
+        setup=setup,
+        vertices=torch.zeros(n, 1, 3),
+        joints=joints,
+        joint_frames=torch.eye(4).repeat(n, 2, 1, 1),
+        local_rotations=rotations,
+        pose_offsets=torch.zeros(n, 2, 3),
+        translation_offsets=torch.zeros(n, 3),
+        shape=torch.zeros(n, 1),
+    )
+
+
+def _setup(**changes):
+    from engine.losses import LossSetup
+
+    index = build_contact_index(ContactObjective(()), HandRegions(), [np.arange(NUM_VERTICES)])
+    base = dict(
+        contact=index,
+        floor_height=0.0,
+        joint_weights=torch.ones(1, 2),
+        translation_weights=torch.ones(1),
+        joint_limits=torch.tensor([math.inf, math.radians(90.0)]),
+        initial_shape=torch.zeros(1, 1),
+    )
+    base.update(changes)
+    return LossSetup(**base)
+
+
+def test_keypoint_term_reprojects_through_the_pinhole_camera():
+    from engine.losses.terms import KeypointSetup
+
+    # Camera at the origin looking along +z: a joint at (0.2, -0.1, 2) projects to
+    # (cx + f * 0.1, cy - f * 0.05) = (600, 450) with f = 1000, (cx, cy) = (500, 500).
+    keypoints = KeypointSetup(
+        targets=torch.tensor([[[603.0, 446.0], [0.0, 0.0]]]),
+        confidence=torch.tensor([[1.0, 0.0]]),
+        world_to_camera=torch.eye(4),
+        focal=torch.tensor([1000.0, 1000.0]),
+        principal=torch.tensor([500.0, 500.0]),
+    )
+    joints = torch.tensor([[[0.2, -0.1, 2.0], [5.0, 5.0, 5.0]]])
+    value = get_term("keypoints_2d")(_inputs(_setup(keypoints=keypoints), joints=joints))["keypoints_2d"]
+    assert float(value) == pytest.approx(3.0**2 + 4.0**2, rel=1e-5)
+
+
+def test_joint_limit_term_penalises_only_the_excess_angle():
+    from engine.losses.geometry import axis_angle_to_matrix
+
+    rotations = axis_angle_to_matrix(torch.tensor([[[0.0, 0.0, 2.5], [0.0, math.radians(100.0), 0.0]]]))
+    value = get_term("joint_limits")(_inputs(_setup(), rotations=rotations))["joint_limits"]
+    # Joint 0 has no limit; joint 1 is 10 degrees past its 90.
+    assert float(value) == pytest.approx(math.radians(10.0) ** 2, rel=1e-4)

@@ -65,6 +65,19 @@ JOINT_LIMITS_DEG: dict[str, dict[str, float]] = {
 }
 
 
+# One "unit" of shape change for the shape prior: SMPL-X betas are standard deviations
+# already; Anny's phenotypes live in [0, 1], where 0.02 is already about 1 cm of height: the
+# artist's character must not be re-proportioned to reach a contact.
+SHAPE_UNIT: dict[str, float] = {"anny": 0.02, "smplx": 1.0, "synthetic": 1.0}
+
+
+# Multiplier of every joint's stay-close weight. Anny spreads one anatomical joint over
+# several bones (five spine bones, two upper-arm and two forearm bones, three neck bones):
+# the same posture change split over k bones costs 1/k as much squared angle, so its bones
+# are held proportionally harder to keep a posture as stiff as on SMPL-X's one bone per joint.
+STAY_CLOSE_RIG_SCALE: dict[str, float] = {"anny": 4.0, "smplx": 1.0, "synthetic": 1.0}
+
+
 def optimized_joint_mask(kind: str, joint_names: tuple[str, ...]) -> list[bool]:
     """True for every joint the optimizer may rotate (the root included: global orientation)."""
     frozen = FROZEN_NAME_PARTS.get(kind, ())

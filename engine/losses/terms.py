@@ -20,7 +20,7 @@ from engine.losses.penetration import PenetrationSetup, penetration_value
 
 # A 5 cm root shift costs as much as a one-radian joint rotation: without 2D keypoints the
 # root translation is what anchors the body, so it must be held much harder than a joint.
-TRANSLATION_SCALE_M = 0.05
+TRANSLATION_SCALE_M = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class LossSetup:
         the global orientation); translation_weights: (N,).
     joint_limits: (J,) maximum angle from rest, radians (inf = no limit).
     initial_shape: (N, S).
+    shape_unit: the shape change that counts as one unit in the shape prior.
     """
 
     contact: ContactIndex
@@ -54,6 +55,7 @@ class LossSetup:
     translation_weights: torch.Tensor
     joint_limits: torch.Tensor
     initial_shape: torch.Tensor
+    shape_unit: float = 1.0
     penetration: PenetrationSetup | None = None
     keypoints: KeypointSetup | None = None
 
@@ -125,9 +127,9 @@ def penetration_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
 
 
 def shape_prior_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
-    """Squared change of the shape coefficients. The prior is the artist's character (the
+    """Squared change of the shape coefficients, in the body's shape units. The prior is the artist's character (the
     initial shape), not the population mean: a refinement must not re-proportion a body."""
-    delta = inputs.shape - inputs.setup.initial_shape.to(inputs.shape.dtype)
+    delta = (inputs.shape - inputs.setup.initial_shape.to(inputs.shape.dtype)) / inputs.setup.shape_unit
     return {"shape_prior": (delta * delta).sum()}
 
 
