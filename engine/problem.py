@@ -33,12 +33,12 @@ GLOBAL_ORIENTATION_WEIGHT = 1000.0
 LMM_SATURATION_M = 0.1
 # Per-joint stiffness of the stay-close term by how much of the body a joint carries: the
 # multiplier is the share of skinning weight in the joint's subtree divided by this share
-# (at least 1). A forearm or a hand (a few % of the body) keeps the base weight; a shoulder
-# about twice it, a hip three times, the lower spine ten times, the root twenty. Why: a
+# (at least 1). On Anny a hand, forearm, upper arm or leg keeps the base weight (about 1-1.3),
+# the head about 3, the spine about 6, the root is held by GLOBAL_ORIENTATION_WEIGHT. Why: a
 # rotation near the trunk moves everything below it (the head, the other arm, the partner
 # when the contact pulls), and a pose regressor is least sure of the extremities, so a
 # contact must be reached by the limb that makes it, not by bending the spine.
-SUBTREE_SHARE_UNIT = 0.05
+SUBTREE_SHARE_UNIT = 0.12
 
 
 def subtree_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
