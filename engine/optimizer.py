@@ -112,8 +112,11 @@ class OptimizerConfig:
     # Metres of root translation per unit of the optimized variable, for the same reason: at
     # lr 0.01 an unscaled root moves 1 cm per step.
     translation_scale: float = 0.25
-    # Every this many steps the vertex-capsule pairs near or past contact are found again
-    # (engine.losses.penetration.penetration_candidates); in between only those are evaluated.
+    # Every this many steps of the first stage the vertex-capsule pairs near or past contact
+    # are found again (engine.losses.penetration.penetration_candidates); in between only those
+    # are evaluated. Adam moves each variable by about the learning rate per step, so a stage
+    # with a smaller learning rate refreshes proportionally less often (every 50 steps at
+    # 0.001 after every 5 at 0.01): the same distance moved between refreshes.
     penetration_refresh: int = 5
 
     def __post_init__(self) -> None:
@@ -249,6 +252,12 @@ class OptimizationVariables:
             )
 
 
+def penetration_refresh_interval(config: OptimizerConfig, stage: int) -> int:
+    """Steps between penetration candidate refreshes in ``stage`` (see OptimizerConfig)."""
+    ratio = config.learning_rates[0] / config.learning_rates[stage] if config.learning_rates[stage] > 0 else 1.0
+    return max(1, int(round(config.penetration_refresh * max(1.0, ratio))))
+
+
 def _floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: float(value.detach()) for name, value in values.items()}
 
@@ -295,12 +304,14 @@ def refine(
         best_loss, best_state = math.inf, last_good
         total = config.max_iterations[stage]
         done = 0
+        refresh = penetration_refresh_interval(config, stage) if weights["penetration"] > 0.0 else 0
+        variables.penetration_candidates = None
         for iteration in range(1, total + 1):
             if should_stop is not None and should_stop():
                 raise RefinementStopped("refinement stopped")
             optimizer.zero_grad(set_to_none=True)
             inputs = variables.inputs()
-            if problem.setup.penetration is not None and (iteration - 1) % config.penetration_refresh == 0:
+            if problem.setup.penetration is not None and refresh and (iteration - 1) % refresh == 0:
                 variables.penetration_candidates = penetration_candidates(
                     problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
                 )
