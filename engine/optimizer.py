@@ -29,7 +29,7 @@ import torch
 from engine.body.base import BodyModel, BodyOutput
 from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
 from engine.losses.geometry import axis_angle_to_matrix
-from engine.losses.penetration import penetration_candidates
+from engine.losses.penetration import penetration_candidates, surface_candidates
 
 NUM_STAGES = 2
 
@@ -212,6 +212,7 @@ class OptimizationVariables:
         # its shape-dependent rest data instead of recomputing it every step.
         self.shape_active = True
         self.penetration_candidates: torch.Tensor | None = None
+        self.surface_candidates: torch.Tensor | None = None
 
     def snapshot(self) -> tuple[torch.Tensor, ...]:
         return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape))
@@ -240,6 +241,7 @@ class OptimizationVariables:
             translation_offsets=translation,
             shape=shape,
             penetration_candidates=self.penetration_candidates,
+            surface_candidates=self.surface_candidates,
         )
 
     def state(self) -> PeopleState:
@@ -315,7 +317,15 @@ def refine(
                 variables.penetration_candidates = penetration_candidates(
                     problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
                 )
-                inputs = replace(inputs, penetration_candidates=variables.penetration_candidates)
+                if problem.setup.penetration.surface is not None:
+                    variables.surface_candidates = surface_candidates(
+                        problem.setup.penetration.surface, inputs.vertices.detach(), inputs.joint_frames.detach()
+                    )
+                inputs = replace(
+                    inputs,
+                    penetration_candidates=variables.penetration_candidates,
+                    surface_candidates=variables.surface_candidates,
+                )
             loss, values = evaluate(inputs, weights)
             loss.backward()
             grads_finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
@@ -343,6 +353,7 @@ def refine(
         iterations.append(done)
     final_weights = config.weights.for_stage(config.weights.num_stages - 1)
     variables.penetration_candidates = None  # the final report tests every pair
+    variables.surface_candidates = None
     with torch.no_grad():
         inputs = variables.inputs()
         final_total, final_values = evaluate(inputs, {name: 1.0 for name in final_weights})

@@ -4,7 +4,7 @@ tensors, the stay-close weights, joint limits, capsules and keypoints."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -13,7 +13,8 @@ import torch
 from engine.body.base import BodyModel
 from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
 from engine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
-from engine.losses.penetration import build_penetration_setup, fit_capsules
+from engine.losses.penetration import build_penetration_setup, build_surface_setup, fit_capsules
+from engine.metrics import vertex_normals
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
 from engine.optimizer import PeopleState, RefineProblem
@@ -26,6 +27,10 @@ PENETRATION_VERTICES = 600
 # Multiplier of the stay-close weight on the root's global orientation: like the translation,
 # it anchors the body when there are no 2D keypoints.
 GLOBAL_ORIENTATION_WEIGHT = 1000.0
+# Saturation scale of the LMM's contact rows (engine.losses.contact, "Robust LMM rows"): a
+# regressor leaves a true contact open by a few centimetres to a decimetre, which still pulls
+# with 37-90% of full force; a wrong row 30 cm or more from satisfied pulls with under 5%.
+LMM_SATURATION_M = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class BodyStatics:
         with torch.no_grad():
             self.rest_vertices = body.rest_vertices(shape[None])[0].numpy()
             rest_frames = body.rest_joint_frames(shape[None])[0].numpy()
+        self.rest_frames = rest_frames
+        self.rest_normals = vertex_normals(self.rest_vertices, np.asarray(body.faces)).astype(np.float32)
         self.skinning = body.skinning_weights()
         bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
         self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
@@ -97,7 +104,7 @@ def build_problem(
     needed = np.union1d(np.concatenate(contact_vertices), tested).astype(np.int64)
     if len(needed) == 0:
         needed = np.zeros(1, dtype=np.int64)
-    index = build_contact_index(objective, regions, [needed] * num_people)
+    index = build_contact_index(objective, regions, [needed] * num_people, lmm_saturation_m=LMM_SATURATION_M)
 
     movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
     rig_scale = STAY_CLOSE_RIG_SCALE.get(body.kind, 1.0)
@@ -130,6 +137,11 @@ def build_problem(
         penetration_setup = build_penetration_setup(
             statics.capsules, statics.rest_vertices, statics.skinning, body.parents, tested, needed
         )
+        surface = build_surface_setup(
+            statics.rest_vertices, statics.rest_normals, statics.skinning, statics.rest_frames, body.parents, tested, needed,
+            statics.capsules.bones.tolist(),
+        )
+        penetration_setup = replace(penetration_setup, surface=surface)
     keypoint_setup = None
     if keypoints is not None:
         keypoint_setup = KeypointSetup(

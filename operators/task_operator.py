@@ -59,6 +59,7 @@ class TaskOperatorMixin:
         self._task = task
         window_manager = context.window_manager
         self._timer = window_manager.event_timer_add(0.1, window=context.window)
+        runtime.add_timer(window_manager, self._timer)
         window_manager.modal_handler_add(self)
         _set_status(context, f"{task.status_text} - Esc to cancel")
         return {"RUNNING_MODAL"}
@@ -80,7 +81,7 @@ class TaskOperatorMixin:
     def _conclude(self, context, task: EngineTask):
         timer = getattr(self, "_timer", None)
         if timer is not None:
-            context.window_manager.event_timer_remove(timer)
+            runtime.remove_timer(timer)
             self._timer = None
         _set_status(context, None)
         changed = task.finish(context)

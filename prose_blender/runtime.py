@@ -5,6 +5,8 @@ add-on."""
 from __future__ import annotations
 
 _active = {"task": None}
+# Window-manager timers of running modal operators: (window_manager, timer).
+_timers: list = []
 last_engine_info: str = ""
 
 
@@ -21,6 +23,20 @@ def clear_active_task(task) -> None:
         _active["task"] = None
 
 
+def add_timer(window_manager, timer) -> None:
+    _timers.append((window_manager, timer))
+
+
+def remove_timer(timer) -> None:
+    for entry in list(_timers):
+        if entry[1] is timer or entry[1] == timer:
+            _timers.remove(entry)
+            try:
+                entry[0].event_timer_remove(timer)
+            except (ReferenceError, ValueError, RuntimeError):
+                pass  # the window is gone
+
+
 def register():
     pass
 
@@ -30,3 +46,5 @@ def unregister():
     if task is not None:
         task.cancel()
     _active["task"] = None
+    for _, timer in list(_timers):
+        remove_timer(timer)

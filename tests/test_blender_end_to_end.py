@@ -21,7 +21,7 @@ from support.blender_helpers import action_digest, enabled_addon, evaluated_worl
 from support.fake_openai_server import FakeOpenAIServer
 
 ENGINE_PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
-HAND_ON_ARM = "| Person 1 part | Person 2 part |\n|---|---|\n| hand | arm |\n"
+HANDS = "| Person 1 part | Person 2 part |\n|---|---|\n| hand | hand |\n"
 
 
 def _region_distance(scene, part_a: str, part_b: str) -> float:
@@ -50,7 +50,10 @@ def two_people(enabled_addon, tmp_path):
     for name in ("P1", "P2"):
         assert bpy.ops.prosepose.add_body(kind="anny", name=name) == {"FINISHED"}
     scene = bpy.context.scene
-    bpy.data.objects["P2"].location = (0.55, 0.0, 0.0)
+    # Face to face, 0.9 m apart (Anny faces -Y): Person 2 is turned round by its object
+    # transform, which the add-on folds into the root joint for the engine and back.
+    bpy.data.objects["P2"].location = (0.0, -0.9, 0.0)
+    bpy.data.objects["P2"].rotation_euler = (0.0, 0.0, np.pi)
     # The original animation: a small spine motion on Person 1.
     spine = next(b for b in bpy.data.objects["P1"].pose.bones if b.parent is not None and b.parent.parent is None)
     for frame, angle in ((1, 0.0), (20, 0.2)):
@@ -68,10 +71,10 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     scene = two_people
     original = bpy.data.objects["P1"].animation_data.action
     original_digest = action_digest(original)
-    with FakeOpenAIServer(texts=[HAND_ON_ARM]) as server:
+    with FakeOpenAIServer(texts=[HANDS]) as server:
         bpy.context.preferences.addons["prosepose"].preferences.lmm_base_url = server.base_url
         assert bpy.ops.prosepose.find_contacts() == {"FINISHED"}
-    assert [(c.part_a, c.part_b, c.count) for c in scene.prose.contacts] in ([("hand", "arm", 4)], [("arm", "hand", 4)])
+    assert [(c.part_a, c.person_a, c.part_b, c.person_b, c.count) for c in scene.prose.contacts] == [("hand", 1, "hand", 2, 4)]
     contact = scene.prose.contacts[0]
     shown_from = scene_digest()
     assert bpy.ops.prosepose.show_regions() == {"FINISHED"}
@@ -89,7 +92,7 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     started = time.monotonic()
     assert bpy.ops.prosepose.refine() == {"FINISHED"}
     after = _region_distance(scene, part_1, part_2)
-    print(f"hand-arm distance {before:.3f} m -> {after:.3f} m in {time.monotonic() - started:.1f} s")
+    print(f"hand-hand distance {before:.3f} m -> {after:.3f} m in {time.monotonic() - started:.1f} s")
     assert after < 0.005 and after < before / 10
     assert action_digest(original) == original_digest
     for name in ("P1", "P2"):
@@ -119,7 +122,7 @@ def test_stopping_a_real_refine_leaves_the_scene_unchanged(two_people, how):
 
     scene = two_people
     contact = scene.prose.contacts.add()
-    contact.source, contact.part_a, contact.person_a, contact.part_b, contact.person_b = "ARTIST", "right_hand", 1, "left_arm", 2
+    contact.source, contact.part_a, contact.person_a, contact.part_b, contact.person_b = "ARTIST", "left_hand", 1, "right_hand", 2
     scene.prose.iterations = 5000
     before = scene_digest()
     task = RefineTask(engine_settings(), scene, refine_request(scene))

@@ -220,7 +220,8 @@ def test_modal_loop_polls_on_timer_events_and_esc_cancels(enabled_addon, tmp_pat
     assert runtime.active_task() is None and bpy.ops.prosepose.refine.poll()
     assert scene_digest() == before
 
-    # The same loop to a successful end, then the operator through INVOKE_DEFAULT.
+    # The same loop to a successful end; then the operator called as the UI calls it (a
+    # headless bpy runs it through execute).
     _prefs().engine_python = _standin(tmp_path, "echo")
     task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
     task.start()
@@ -248,3 +249,28 @@ def test_refining_a_frame_range_keys_every_frame(enabled_addon, tmp_path):
         frames = {tuple(k.co[0] for k in curve.keyframe_points) for curve in action_fcurves(refined)}
         assert frames == {(3.0, 4.0, 5.0, 6.0)}
     assert bpy.context.scene.frame_current == 4
+
+
+def test_disabling_the_addon_mid_refine_stops_the_engine_and_its_timer(enabled_addon, tmp_path):
+    """What the modal operator holds while it runs (the task, a window timer) is released when
+    the add-on is disabled. A headless bpy runs operators through execute, so the modal state
+    is set up here the way invoke() sets it up."""
+    import addon_utils
+    from prosepose.operators.refine import refine_request
+    from prosepose.prose_blender import runtime
+    from prosepose.prose_blender.preferences import engine_settings
+    from prosepose.prose_blender.refine import RefineTask
+
+    _two_person_scene(tmp_path)
+    _prefs().engine_python = _standin(tmp_path, "hang")
+    before = scene_digest()
+    window_manager = bpy.context.window_manager
+    task = RefineTask(engine_settings(), bpy.context.scene, refine_request(bpy.context.scene))
+    task.start()
+    runtime.add_timer(window_manager, window_manager.event_timer_add(0.1, window=window_manager.windows[0]))
+    assert runtime.active_task() is task and len(runtime._timers) == 1
+    addon_utils.disable("prosepose", default_set=True, handle_error=None)
+    assert task.process.returncode is not None and runtime.active_task() is None and not runtime._timers
+    assert not hasattr(bpy.types.Scene, "prose")
+    addon_utils.enable("prosepose", default_set=True, handle_error=None)
+    assert scene_digest() == before

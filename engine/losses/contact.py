@@ -9,7 +9,19 @@ samples, assignments and person orders that use it. The objective's value
     sum_t weight_t * min_options sum_rows min_alternatives d(pair)
 
 is then a few gathers and reductions over small precomputed index tensors
-(:func:`term_values`). Ground pairs use the height of the region's lowest vertex above the
+(:func:`term_values`).
+
+Robust LMM rows. A term may carry a saturation scale s > 0 (the LMM's terms do, see
+:func:`build_contact_index`): its pair distances d then enter the same min/sum/min structure
+as ``rho(d) = s * (1 - exp(-d / s))`` instead of d. rho is monotone, so the min over
+alternatives and over options still picks the same assignment a plain distance would, and
+rho(0) = 0 with slope 1 there, so a row close to satisfied pulls exactly as before. Its pull
+(the slope exp(-d / s)) fades with distance: a row 3 s away pulls with 5% of the force. Why:
+a sample's wrong row (a contact the image does not show) is usually far from satisfied, and
+with a plain distance each such row pulls with constant force however absurd it is, so the
+few wrong samples (weight 1/N each) keep dragging the body away from the pose that the
+majority of samples agree on (the "feet together" drift). The value saturates at s, so a
+far wrong row also adds at most s to its sample's loss. Ground pairs use the height of the region's lowest vertex above the
 floor plane, as an absolute value: sinking into the floor is as wrong as floating above it.
 """
 
@@ -49,6 +61,7 @@ class ContactIndex:
     option_rows: (O, W) long into rows; option_mask: (O, W) bool.
     term_options: (T, Q) long into options; term_mask: (T, Q) bool.
     term_weights: (T,) float.
+    term_saturation: (T,) float: 0 for a plain distance, s > 0 for the saturating rho.
     """
 
     pairs: tuple[RegionPair, ...]
@@ -66,6 +79,7 @@ class ContactIndex:
     term_options: torch.Tensor
     term_mask: torch.Tensor
     term_weights: torch.Tensor
+    term_saturation: torch.Tensor | None = None
 
     @property
     def num_terms(self) -> int:
@@ -99,8 +113,12 @@ def build_contact_index(
     objective: ContactObjective,
     regions: RegionVertices,
     needed_vertices: Sequence[np.ndarray],
+    lmm_saturation_m: float | None = None,
 ) -> ContactIndex:
     """Turn ``objective`` into padded index tensors.
+
+    lmm_saturation_m: when given, the saturation scale s of the terms whose source is the
+        LMM (see the module docstring); artists' explicit terms always use the plain distance.
 
     needed_vertices: per person, the sorted (V'_p,) mesh vertex ids that the posed-vertex
         tensor of that person holds (they must include every subsample the pairs use).
@@ -151,6 +169,10 @@ def build_contact_index(
         term_options=term_index,
         term_mask=term_mask,
         term_weights=torch.tensor([t.weight for t in objective.terms], dtype=torch.float32),
+        term_saturation=torch.tensor(
+            [lmm_saturation_m if (lmm_saturation_m and t.source == "lmm") else 0.0 for t in objective.terms],
+            dtype=torch.float32,
+        ),
     )
 
 
@@ -203,6 +225,11 @@ def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: fl
     return torch.where(index.is_ground, heights, nearest)
 
 
+def saturate(distances: torch.Tensor, scale_m: float) -> torch.Tensor:
+    """rho(d) = s (1 - exp(-d / s)) (see the module docstring). distances: any shape."""
+    return scale_m * -torch.expm1(-distances / scale_m)
+
+
 def term_values(index: ContactIndex, distances: torch.Tensor) -> torch.Tensor:
     """(P,) pair distances -> (T,) unweighted term values: min over options of the sum over
     rows of the min over alternatives."""
@@ -215,5 +242,12 @@ def contact_value(index: ContactIndex, vertices: torch.Tensor, floor_height: flo
     """The objective's weighted value (scalar); zero for an objective without terms."""
     if index.num_terms == 0:
         return vertices.new_zeros(())
-    values = term_values(index, pair_distances(index, vertices, floor_height))
+    distances = pair_distances(index, vertices, floor_height)
+    values = term_values(index, distances)
+    scales = index.term_saturation
+    if scales is not None and bool((scales > 0).any()):
+        # Every saturated term of one objective shares one scale (build_contact_index).
+        scale = float(scales.max())
+        robust = term_values(index, saturate(distances, scale))
+        values = torch.where(scales > 0, robust, values)
     return (index.term_weights.to(values.dtype) * values).sum()

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import math
+
 import numpy as np
 import torch
 
@@ -66,11 +68,13 @@ class PenetrationSetup:
     vertex_slots: (M,) long indices into the posed needed-vertex tensor of the vertices tested.
     self_mask: (M, C) bool: True where a vertex of a person is tested against a capsule of the
         same person.
+    surface: the mesh-based surface test (see "surface (mesh) test" below), or None.
     """
 
     capsules: Capsules
     vertex_slots: torch.Tensor
     self_mask: torch.Tensor
+    surface: "SurfaceSetup | None" = None
 
 
 def _tree_distance(parents: Sequence[int], a: int, b: int) -> int:
@@ -295,3 +299,135 @@ def penetration_value(
     depth = _paired_depth(points, start[person_c, capsule], end[person_c, capsule], setup.capsules.radius[capsule].to(vertices.dtype))
     excess = torch.relu(depth - TOLERANCE_M) / DEPTH_SCALE_M
     return (excess * excess).sum(), depth.max().detach() if deepest is None else deepest
+
+
+# ------------------------------------------------------------------ surface (mesh) test
+#
+# The capsules above sit inside the skin on purpose, so a hand can sink a few centimetres
+# into a torso before they react. The surface test measures penetration on the mesh itself,
+# the way engine.metrics.max_penetration_depth does: a tested vertex x of one body, its
+# nearest vertex p of the other body's tested sample and p's outward normal n give the depth
+# ``-(x - p) . n`` (positive below the surface). Only depths beyond SURFACE_TOLERANCE_M are
+# penalised, so skin contact (what the contact terms ask for: depth about 0) costs nothing.
+# Pairs are found without gradient every few steps (nearest vertex within
+# SURFACE_MAX_DISTANCE_M, beyond which the nearest vertex no longer tells inside from
+# outside) and only those pairs are evaluated with gradient in between. Normals follow the
+# skinning (linear blend of the bones' rotations applied to the rest normal) and carry no
+# gradient: the push is along the surface normal, as a contact force is.
+SURFACE_TOLERANCE_M = 0.003
+SURFACE_MAX_DISTANCE_M = 0.06
+SURFACE_CANDIDATE_MARGIN_M = 0.02
+# Within one body, only vertices at least this far apart in the rest pose are tested against
+# each other (more than SURFACE_MAX_DISTANCE_M): where the skin folds (armpit, crotch, between
+# the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
+# and those places are never a contact the LMM asks for.
+SELF_REST_FAR_M = 0.08
+
+
+@dataclass(frozen=True)
+class SurfaceSetup:
+    """The tested vertices as a surface sample.
+
+    slots: (S,) long indices into the posed needed-vertex tensor.
+    rest_normals: (S, 3) outward unit normals in the rest pose (model frame).
+    skinning: (S, J) skinning weights of those vertices.
+    rest_frames_inverse: (J, 4, 4) inverse rest frames of every joint.
+    self_allowed: (S, S) bool: vertex i of a person may be tested against vertex k of the same
+        person (their bones are not within ADJACENT_HOPS and they are SELF_REST_FAR_M apart at rest).
+    """
+
+    slots: torch.Tensor
+    rest_normals: torch.Tensor
+    skinning: torch.Tensor
+    rest_frames_inverse: torch.Tensor
+    self_allowed: torch.Tensor
+
+
+def build_surface_setup(
+    rest_vertices: np.ndarray,
+    rest_normals: np.ndarray,
+    skinning_weights: np.ndarray,
+    rest_frames: np.ndarray,
+    parents: Sequence[int],
+    tested_vertices: np.ndarray,
+    needed_vertices: np.ndarray,
+    proxy: Sequence[int],
+) -> SurfaceSetup:
+    """rest_vertices, rest_normals: (V, 3); skinning_weights: (V, J); rest_frames: (J, 4, 4);
+    tested_vertices: mesh ids (a subset of the sorted ``needed_vertices``); proxy: the bones
+    that stand for their subtrees (as for the capsules: a finger or a toe counts as its hand or
+    foot, so a hand's own fingers are never tested against each other)."""
+    slots = np.searchsorted(needed_vertices, tested_vertices)
+    dominant = proxy_bones(skinning_weights.argmax(1)[tested_vertices], parents, proxy)
+    bones = np.unique(dominant)
+    lookup = {int(b): i for i, b in enumerate(bones)}
+    near_tree = np.array([[_tree_distance(parents, int(a), int(b)) <= ADJACENT_HOPS for b in bones] for a in bones])
+    index = np.array([lookup[int(d)] for d in dominant])
+    points = torch.tensor(rest_vertices[tested_vertices], dtype=torch.float32)
+    near_rest = (torch.cdist(points, points) < SELF_REST_FAR_M).numpy()
+    allowed = ~(near_tree[index][:, index] | near_rest)
+    return SurfaceSetup(
+        slots=torch.tensor(slots, dtype=torch.long),
+        rest_normals=torch.tensor(rest_normals[tested_vertices], dtype=torch.float32),
+        skinning=torch.tensor(skinning_weights[tested_vertices], dtype=torch.float32),
+        rest_frames_inverse=torch.tensor(np.linalg.inv(rest_frames), dtype=torch.float32),
+        self_allowed=torch.tensor(allowed, dtype=torch.bool),
+    )
+
+
+def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """(K,) person and sample indices -> (K, 3) unit posed normals (no gradient)."""
+    with torch.no_grad():
+        skin = joint_frames.detach() @ setup.rest_frames_inverse[None].to(joint_frames.dtype)  # (N, J, 4, 4)
+        rotations = skin[..., :3, :3].flatten(2)  # (N, J, 9)
+        blended = (setup.skinning[sample][:, :, None].to(rotations.dtype) * rotations[person]).sum(1).view(-1, 3, 3)
+        normals = (blended @ setup.rest_normals[sample][..., None].to(blended.dtype))[..., 0]
+        return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+
+
+def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
+    """(K, 4) long rows (point person, surface person, point sample, surface sample): each
+    tested vertex with its nearest vertex of each body, where it is within
+    SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient). vertices: (N, V', 3)."""
+    with torch.no_grad():
+        points = vertices[:, setup.slots]  # (N, S, 3)
+        num_people, count = points.shape[:2]
+        found = []
+        for a in range(num_people):
+            for b in range(num_people):
+                distances = torch.cdist(points[a], points[b])  # (S, S)
+                if a == b:
+                    distances = distances.masked_fill(~setup.self_allowed, math.inf)
+                nearest_distance, nearest = distances.min(dim=1)
+                close = nearest_distance < SURFACE_MAX_DISTANCE_M
+                if not bool(close.any()):
+                    continue
+                point_ids = close.nonzero()[:, 0]
+                surface_ids = nearest[point_ids]
+                person_b = torch.full_like(point_ids, b)
+                normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
+                depth = -((points[a, point_ids] - points[b, surface_ids]) * normals).sum(-1)
+                keep = depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M
+                if bool(keep.any()):
+                    rows = torch.stack(
+                        [torch.full_like(point_ids[keep], a), person_b[keep], point_ids[keep], surface_ids[keep]], 1
+                    )
+                    found.append(rows)
+        if not found:
+            return torch.zeros(0, 4, dtype=torch.long)
+        return torch.cat(found)
+
+
+def surface_value(
+    setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penalty ``sum relu(depth - tolerance)^2 / DEPTH_SCALE_M^2`` over the candidate rows and
+    their maximum depth (metres, -1 without rows)."""
+    if candidates.shape[0] == 0:
+        return vertices.new_zeros(()), vertices.new_full((), -1.0)
+    person_a, person_b, point, surface = candidates.unbind(1)
+    normals = _posed_normals(setup, joint_frames, person_b, surface).to(vertices.dtype)
+    gap = vertices[person_a, setup.slots[point]] - vertices[person_b, setup.slots[surface]]
+    depth = -(gap * normals).sum(-1)
+    excess = torch.relu(depth - SURFACE_TOLERANCE_M) / DEPTH_SCALE_M
+    return (excess * excess).sum(), depth.max().detach()

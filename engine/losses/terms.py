@@ -16,7 +16,7 @@ import torch
 
 from engine.losses.contact import ContactIndex, contact_value, pair_distances, term_values
 from engine.losses.geometry import rotation_angle
-from engine.losses.penetration import PenetrationSetup, penetration_value
+from engine.losses.penetration import PenetrationSetup, penetration_value, surface_candidates, surface_value
 
 # A 5 cm root shift costs as much as a one-radian joint rotation: without 2D keypoints the
 # root translation is what anchors the body, so it must be held much harder than a joint.
@@ -70,6 +70,8 @@ class LossInputs:
     translation_offsets: (N, 3) metres; shape: (N, S).
     penetration_candidates: optional (K, 4) long (vertex person, capsule person, vertex,
         capsule) rows to evaluate instead of every pair (see penetration_candidates).
+    surface_candidates: optional (K, 4) long rows of the mesh surface test (see
+        engine.losses.penetration.surface_candidates); found afresh when None.
     """
 
     setup: LossSetup
@@ -81,6 +83,7 @@ class LossInputs:
     translation_offsets: torch.Tensor
     shape: torch.Tensor
     penetration_candidates: torch.Tensor | None = None
+    surface_candidates: torch.Tensor | None = None
 
 
 def contact_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
@@ -118,12 +121,23 @@ def joint_limits_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
 
 
 def penetration_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
-    """Capsule-proxy interpenetration (see engine.losses.penetration)."""
+    """Interpenetration: capsule proxies plus the mesh surface test (see
+    engine.losses.penetration)."""
     setup = inputs.setup.penetration
     if setup is None:
         return {"penetration": inputs.vertices.new_zeros(())}
     value, deepest = penetration_value(setup, inputs.vertices, inputs.joint_frames, inputs.penetration_candidates)
-    return {"penetration": value, "penetration_max_depth_m": deepest}
+    if setup.surface is None:
+        return {"penetration": value, "penetration_max_depth_m": deepest}
+    candidates = inputs.surface_candidates
+    if candidates is None:
+        candidates = surface_candidates(setup.surface, inputs.vertices, inputs.joint_frames)
+    surface, surface_deepest = surface_value(setup.surface, inputs.vertices, inputs.joint_frames, candidates)
+    return {
+        "penetration": value + surface,
+        "penetration_max_depth_m": deepest,
+        "penetration_surface_depth_m": surface_deepest,
+    }
 
 
 def shape_prior_term(inputs: LossInputs) -> dict[str, torch.Tensor]:

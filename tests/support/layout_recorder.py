@@ -6,6 +6,9 @@ from __future__ import annotations
 import bpy
 
 
+_ICONS = {item.identifier for item in bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items}
+
+
 class LayoutRecorder:
     def __init__(self, calls: list | None = None, errors: list | None = None):
         self.calls = calls if calls is not None else []
@@ -17,6 +20,11 @@ class LayoutRecorder:
         self.use_property_decorate = False
         self.scale_x = self.scale_y = 1.0
 
+    def _check_icon(self, kwargs) -> None:
+        icon = kwargs.get("icon")
+        if icon is not None and icon not in _ICONS:
+            self.errors.append(f"unknown icon {icon!r}")
+
     def _child(self, *args, **kwargs) -> "LayoutRecorder":
         return LayoutRecorder(self.calls, self.errors)
 
@@ -24,12 +32,14 @@ class LayoutRecorder:
 
     def prop(self, data, property_name, **kwargs):
         self.calls.append(("prop", property_name))
+        self._check_icon(kwargs)
         rna = getattr(data, "bl_rna", None)
         if rna is None or property_name not in rna.properties:
             self.errors.append(f"prop: {type(data).__name__} has no property {property_name!r}")
 
     def operator(self, idname, **kwargs):
         self.calls.append(("operator", idname))
+        self._check_icon(kwargs)
         module, _, name = idname.partition(".")
         try:
             getattr(getattr(bpy.ops, module), name).get_rna_type()
@@ -39,6 +49,7 @@ class LayoutRecorder:
 
     def label(self, text="", **kwargs):
         self.calls.append(("label", text))
+        self._check_icon(kwargs)
         if not isinstance(text, str):
             self.errors.append(f"label text {text!r} is not a string")
 
