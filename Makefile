@@ -8,31 +8,6 @@ REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt | sha256su
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 
-.PHONY: venv test test-engine test-blender demo zip smoke-42 clean bench
-
-venv: $(STAMP)
-
-$(STAMP): requirements/engine.txt requirements/test.txt
-	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --disable-pip-version-check -q -r requirements/test.txt
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
-
-test: venv
-	$(VPY) -m pytest -q tests
-
-demo: venv
-	mkdir -p $(OUT)
-	$(VPY) -m engine regions --body anny --out $(OUT)/regions.png
-	@echo "wrote $(OUT)/regions.png"
-
-bench: venv
-	$(VPY) benchmarks/refine_benchmark.py
-
-zip: venv
-	mkdir -p dist
-	$(VPY) tools/build_extension.py --out dist
-
 # Blender 4.2 LTS smoke run: registration, bodies, keyframe write-back (4.2's fcurves API),
 # region display, panels, zip install and engine failure handling, on bpy 4.2.0.
 VENV42 := .venv-42
@@ -45,6 +20,32 @@ $(STAMP42): requirements/smoke-42.txt
 	$(VENV42)/bin/python -m pip install --disable-pip-version-check -q -r requirements/smoke-42.txt
 	rm -f $(VENV42)/.installed-*
 	touch $(STAMP42)
+
+.PHONY: venv test demo zip smoke-42 clean bench
+
+venv: $(STAMP)
+
+$(STAMP): requirements/engine.txt requirements/test.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements/test.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+test: venv $(STAMP42)
+	$(VPY) -m pytest -q tests
+	$(VENV42)/bin/python -m pytest -q $(SMOKE42_TESTS)
+
+demo: venv
+	mkdir -p $(OUT)
+	$(VPY) -m engine regions --body anny --out $(OUT)/regions.png
+	@echo "wrote $(OUT)/regions.png"
+
+bench: venv
+	$(VPY) benchmarks/refine_benchmark.py
+
+zip: venv
+	mkdir -p dist
+	$(VPY) tools/build_extension.py --out dist
 
 smoke-42: $(STAMP42)
 	$(VENV42)/bin/python -m pytest -q $(SMOKE42_TESTS)

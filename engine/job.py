@@ -391,12 +391,16 @@ class JobOptions:
     warm_start: bool = True
     progress_every: int = 10
     camera: Camera | None = None
+    # False holds each person's shape as given: the Blender side builds meshes and bones for
+    # a fixed shape, and a joint's rest frame (which the rotations refer to) moves with it.
+    optimize_shape: bool = True
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "options") -> JobOptions:
         data = _expect_dict(data, where)
         _check_keys(
-            data, (), ("seed", "floor_height", "iterations", "weights", "warm_start", "progress_every", "camera"), where
+            data, (), ("seed", "floor_height", "iterations", "weights", "warm_start", "progress_every", "camera", "optimize_shape"),
+            where,
         )
         iterations_raw = data.get("iterations", [1000, 1000])
         if not isinstance(iterations_raw, list) or len(iterations_raw) != NUM_STAGES:
@@ -420,6 +424,7 @@ class JobOptions:
             warm_start=_boolean(data.get("warm_start", True), f"{where}.warm_start"),
             progress_every=_integer(data.get("progress_every", 10), f"{where}.progress_every", 1),
             camera=None if camera is None else Camera.from_dict(camera, f"{where}.camera"),
+            optimize_shape=_boolean(data.get("optimize_shape", True), f"{where}.optimize_shape"),
         )
 
     def to_dict(self) -> dict:
@@ -431,6 +436,7 @@ class JobOptions:
             "warm_start": self.warm_start,
             "progress_every": self.progress_every,
             "camera": None if self.camera is None else self.camera.to_dict(),
+            "optimize_shape": self.optimize_shape,
         }
 
 

@@ -112,13 +112,17 @@ class OptimizerConfig:
     # Metres of root translation per unit of the optimized variable, for the same reason: at
     # lr 0.01 an unscaled root moves 1 cm per step.
     translation_scale: float = 0.25
-    # Every this many steps the vertex-capsule pairs near or past contact are found again
-    # (engine.losses.penetration.penetration_candidates); in between only those are evaluated.
-    penetration_refresh: int = 5
+    # Every this many steps (per stage) the vertex-capsule and surface pairs near or past
+    # contact are found again (engine.losses.penetration); in between only those are
+    # evaluated. Stage 2's learning rate is ten times smaller, so its surfaces move much less
+    # per step and a longer interval finds the same pairs at half the cost; much longer ones
+    # (50) let the pairs drift and each refresh then makes a step in the loss that the
+    # early-stop slope mistakes for convergence.
+    penetration_refresh: tuple[int, ...] = (5, 10)
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages
-        for name in ("learning_rates", "max_iterations", "optimize_shape"):
+        for name in ("learning_rates", "max_iterations", "optimize_shape", "penetration_refresh"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} needs {n} values (one per stage), got {getattr(self, name)}")
         if self.early_stop_window < 2:
@@ -297,12 +301,14 @@ def refine(
         best_loss, best_state = math.inf, last_good
         total = config.max_iterations[stage]
         done = 0
+        refresh = max(1, config.penetration_refresh[stage]) if weights["penetration"] > 0.0 else 0
+        variables.penetration_candidates = None
         for iteration in range(1, total + 1):
             if should_stop is not None and should_stop():
                 raise RefinementStopped("refinement stopped")
             optimizer.zero_grad(set_to_none=True)
             inputs = variables.inputs()
-            if problem.setup.penetration is not None and (iteration - 1) % config.penetration_refresh == 0:
+            if problem.setup.penetration is not None and refresh and (iteration - 1) % refresh == 0:
                 variables.penetration_candidates = penetration_candidates(
                     problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
                 )

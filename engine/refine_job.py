@@ -100,10 +100,14 @@ def people_state(body: BodyModel, poses: tuple[PersonPose, ...], where: str) -> 
 
 
 def poses_from_state(
-    body: BodyModel, state: PeopleState, originals: tuple[PersonPose, ...], movable: tuple[bool, ...]
+    body: BodyModel,
+    state: PeopleState,
+    originals: tuple[PersonPose, ...],
+    movable: tuple[bool, ...],
+    shape_optimized: bool = True,
 ) -> tuple[PersonPose, ...]:
-    """Refined poses in the job's form, every joint listed; a fixed person is written back
-    exactly as given (no float32 round trip)."""
+    """Refined poses in the job's form, every joint listed; a fixed person, and a shape that
+    was not optimized, are written back exactly as given (no float32 round trip)."""
     quaternions = matrix_to_quaternion(state.local_rotations)
     out = []
     for p, original in enumerate(originals):
@@ -112,7 +116,7 @@ def poses_from_state(
             continue
         out.append(
             PersonPose(
-                shape=tuple(float(v) for v in state.shape[p]),
+                shape=tuple(float(v) for v in state.shape[p]) if shape_optimized else original.shape,
                 rotations={name: tuple(float(v) for v in quaternions[p, j]) for j, name in enumerate(body.joint_names)},
                 root_translation=tuple(float(v) for v in state.root_translation[p]),
                 keypoints_2d=original.keypoints_2d,
@@ -151,6 +155,8 @@ def optimizer_config(job: Job) -> OptimizerConfig:
             max_iterations=job.options.iterations,
             seed=job.options.seed,
             progress_every=job.options.progress_every,
+            # The paper's schedule moves the shape in stage 1 only.
+            optimize_shape=(job.options.optimize_shape, False),
         )
     except ValueError as error:
         raise JobError(f"options: {error}") from None
@@ -220,7 +226,13 @@ def run_job(
         frames.append(
             FrameResult(
                 frame=frame.frame,
-                people=poses_from_state(body, outcome.state, frame.people, tuple(s.movable for s in job.people)),
+                people=poses_from_state(
+                    body,
+                    outcome.state,
+                    frame.people,
+                    tuple(s.movable for s in job.people),
+                    shape_optimized=job.options.optimize_shape,
+                ),
                 constraints=tuple(
                     ConstraintDistance(term.label, term.source, term.weight, b, a)
                     for term, b, a in zip(objective.terms, before, after)

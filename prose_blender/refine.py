@@ -17,7 +17,6 @@ from .tasks import EngineTask, Message, read_json, unique_stem
 
 JOB_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
-SHAPE_HOLD_WEIGHT = 1.0e6
 
 
 @dataclass(frozen=True)
@@ -86,10 +85,8 @@ def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSe
             "iterations": [request.iterations, request.iterations],
             "progress_every": 10,
             # Blender's mesh and bones are built for each subject's shape, and a joint's rest
-            # frame (which the rotations refer to) moves with the shape. The job format has no
-            # switch to freeze the shape, so a very strong shape prior holds it (changes stay
-            # below 1e-4, far under what would move a vertex by 0.1 mm).
-            "weights": {"shape_prior": [SHAPE_HOLD_WEIGHT, 0.0]},
+            # frame (which the rotations refer to) moves with the shape.
+            "optimize_shape": False,
         },
     }
 

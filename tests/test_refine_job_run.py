@@ -63,3 +63,18 @@ def test_back_off_is_reported_and_no_lmm_term_is_used(body):
 def test_a_sample_in_the_wrong_form_is_a_job_error(body):
     with pytest.raises(JobError, match="lmm_samples"):
         run_job(job([{"rows": "hand"}]), body, body.regions)
+
+
+@pytest.mark.parametrize("optimize_shape", [True, False])
+def test_optimize_shape_switch_holds_the_shape_exactly(body, optimize_shape):
+    data = job([sample()] * 4).to_dict()
+    given = [0.1] * len(body.shape_names)
+    for pose in data["frames"][0]["people"]:
+        pose["shape"] = given
+    data["options"]["optimize_shape"] = optimize_shape
+    result = run_job(Job.from_dict(data), body, body.regions)
+    shapes = [tuple(person.shape) for person in result.frames[0].people]
+    if optimize_shape:
+        assert any(shape != tuple(given) for shape in shapes)
+    else:
+        assert all(shape == tuple(given) for shape in shapes)

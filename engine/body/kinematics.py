@@ -21,20 +21,18 @@ import torch
 
 @dataclass(frozen=True)
 class KinematicTree:
-    """The joints grouped by depth so that FK takes one batched product per depth level
-    instead of one per joint.
+    """The ancestor tables for forward kinematics by pointer jumping: after step s every
+    joint holds the product of the relative transforms of its 2^(s+1) nearest ancestors
+    (itself included), so a tree of depth D takes ceil(log2 D) batched products instead of
+    one per depth level (a few large operations are far cheaper than many small ones).
 
-    order: (J,) joint indices sorted by depth (root first).
-    inverse_order: (J,) position of each joint in ``order``.
-    level_slices: (first, last) positions in ``order`` of each depth level.
-    parent_positions: (J,) for each position in ``order``, its parent's position in ``order``
-        (0 for the root).
+    jump_ancestors: one (J + 1,) long table per step: the 2^s-th ancestor of each joint, or
+        J (an identity slot, which points to itself) when there is none.
+    parent_index: (J,) long parent of each joint (0 for the root, whose entry is unused).
     """
 
-    order: torch.Tensor
-    inverse_order: torch.Tensor
-    level_slices: tuple[tuple[int, int], ...]
-    parent_positions: torch.Tensor
+    jump_ancestors: tuple[torch.Tensor, ...]
+    parent_index: torch.Tensor
     parents: tuple[int, ...]
 
     @staticmethod
@@ -42,30 +40,22 @@ class KinematicTree:
         parents = tuple(int(p) for p in parents)
         if parents[0] >= 0 or any(p < 0 for p in parents[1:]):
             raise ValueError("the root must be joint 0 and the only joint without a parent")
-        children: list[list[int]] = [[] for _ in parents]
         for joint, parent in enumerate(parents[1:], start=1):
             if parent >= joint:
                 raise ValueError("every parent must come before its children")
-            children[parent].append(joint)
-        order = [0]
-        slices = []
-        first = 0
-        while first < len(order):
-            last = len(order)
-            slices.append((first, last))
-            for position in range(first, last):
-                order.extend(children[order[position]])
-            first = last
-        position_of = {joint: position for position, joint in enumerate(order)}
-        parent_positions = [0] + [position_of[parents[joint]] for joint in order[1:]]
-        order_t = torch.tensor(order, dtype=torch.long)
-        return KinematicTree(
-            order=order_t,
-            inverse_order=torch.argsort(order_t),
-            level_slices=tuple(slices),
-            parent_positions=torch.tensor(parent_positions, dtype=torch.long),
-            parents=parents,
-        )
+        count = len(parents)
+        depth = [1] * count
+        for joint in range(1, count):
+            depth[joint] = depth[parents[joint]] + 1
+        ancestor = [p if p >= 0 else count for p in parents] + [count]
+        tables = []
+        covered = 1
+        while covered < max(depth):
+            tables.append(torch.tensor(ancestor, dtype=torch.long))
+            ancestor = [ancestor[a] for a in ancestor]
+            covered *= 2
+        parent_index = torch.tensor([0] + list(parents[1:]), dtype=torch.long)  # the root's own: unused
+        return KinematicTree(jump_ancestors=tuple(tables), parent_index=parent_index, parents=parents)
 
 
 @dataclass(frozen=True)
@@ -99,28 +89,28 @@ def forward_kinematics(
     rest_positions = rest_positions.expand(batch, -1, -1)
     local_rotations = local_rotations.expand(batch, -1, -1, -1)
     root_translation = root_translation.expand(batch, -1)
-    order = tree.order
-    rest_r = rest_rotations[:, order]
-    rest_p = rest_positions[:, order]
-    local = local_rotations[:, order]
-    parent = tree.parent_positions
-    rest_r_parent_t = rest_r[:, parent].transpose(-1, -2)
-    # Relative rest transform of each joint in its parent's rest frame, then its local rotation,
-    # as 4x4 matrices so that each depth level costs one gather and one batched product.
-    relative_rotation = rest_r_parent_t @ rest_r @ local
-    relative_offset = (rest_r_parent_t @ (rest_p - rest_p[:, parent]).unsqueeze(-1)).squeeze(-1)
-    root_rotation = rest_r[:, 0] @ local[:, 0]
-    root_position = rest_p[:, 0] + (rest_r[:, 0] @ root_translation.unsqueeze(-1)).squeeze(-1)
-    relative = homogeneous(
-        torch.cat([root_rotation.unsqueeze(1), relative_rotation[:, 1:]], dim=1),
-        torch.cat([root_position.unsqueeze(1), relative_offset[:, 1:]], dim=1),
-    )
-    world = [relative[:, :1]]
-    for (prev_first, _), (first, last) in zip(tree.level_slices, tree.level_slices[1:]):
-        # the parents of a level all lie in the level before it
-        parent_local = parent[first:last] - prev_first
-        world.append(world[-1][:, parent_local] @ relative[:, first:last])
-    world_matrices = torch.cat(world, dim=1)[:, tree.inverse_order]
+    joints = rest_rotations.shape[1]
+    parent = tree.parent_index
+    rest_r_parent_t = rest_rotations[:, parent].transpose(-1, -2)
+    # Relative rest transform of each joint in its parent's rest frame, then its local rotation.
+    relative_rotation = rest_r_parent_t @ rest_rotations @ local_rotations
+    relative_offset = (rest_r_parent_t @ (rest_positions - rest_positions[:, parent]).unsqueeze(-1)).squeeze(-1)
+    root_rotation = rest_rotations[:, 0] @ local_rotations[:, 0]
+    root_position = rest_positions[:, 0] + (rest_rotations[:, 0] @ root_translation.unsqueeze(-1)).squeeze(-1)
+    identity = torch.eye(4, dtype=relative_rotation.dtype).expand(batch, 1, 4, 4)
+    world_matrices = torch.cat(
+        [
+            homogeneous(
+                torch.cat([root_rotation.unsqueeze(1), relative_rotation[:, 1:]], dim=1),
+                torch.cat([root_position.unsqueeze(1), relative_offset[:, 1:]], dim=1),
+            ),
+            identity,
+        ],
+        dim=1,
+    )  # (B, J + 1, 4, 4), the last slot the identity
+    for ancestors in tree.jump_ancestors:
+        world_matrices = world_matrices[:, ancestors] @ world_matrices
+    world_matrices = world_matrices[:, :joints]
     world_r = world_matrices[..., :3, :3]
     world_p = world_matrices[..., :3, 3]
     skin_r = world_r @ rest_rotations.transpose(-1, -2)

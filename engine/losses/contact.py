@@ -183,28 +183,46 @@ def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: fl
     Returns (P,) metres.
 
     The nearest vertex pair of every region pair is found without gradient (one batched
-    ``cdist`` and a masked argmin); only those P distances are then recomputed with
-    gradient. That is exactly the (sub)gradient of the minimum, without back-propagating
-    through the (P, K, K) distance matrix.
+    squared-distance product and an argmin); only those P distances are then recomputed with
+    gradient from the two vertices themselves. That is exactly the (sub)gradient of the
+    minimum, without back-propagating through the (P, K, K) distance matrix or the (P, K, 3)
+    gathers.
     """
     if not index.pairs:
         return vertices.new_zeros(0)
-    points_a = vertices[index.person_a[:, None], index.vertex_a]  # (P, K, 3)
-    points_b = vertices[index.person_b[:, None], index.vertex_b]
-    rows = torch.arange(len(index.pairs))
+    count = vertices.shape[1]
     with torch.no_grad():
-        # Padding slots sit at two far-apart sentinel points, so no mask over (P, K, K) is needed.
-        far = points_a.new_tensor([_FAR, _FAR, _FAR])
-        padded_a = torch.where(index.mask_a[..., None], points_a, far)
-        padded_b = torch.where(index.mask_b[..., None], points_b, -far)
-        flat = torch.cdist(padded_a, padded_b).flatten(1).argmin(dim=1)  # over (P, K * K)
-        width = points_b.shape[1]
-        nearest_a, nearest_b = flat // width, flat % width
-        lowest = points_a[..., 2].masked_fill(~index.mask_a, _FAR).argmin(dim=1)
-    gap = points_a[rows, nearest_a] - points_b[rows, nearest_b]
+        # Flat row indices into (N * V', 3): one index_select is much cheaper than a
+        # two-tensor advanced index.
+        flat = vertices.detach().reshape(-1, 3)
+        rows_a = index.person_a[:, None] * count + index.vertex_a  # (P, K)
+        rows_b = index.person_b[:, None] * count + index.vertex_b
+        points_a = flat.index_select(0, rows_a.reshape(-1)).reshape(*rows_a.shape, 3)  # (P, K, 3)
+        points_b = flat.index_select(0, rows_b.reshape(-1)).reshape(*rows_b.shape, 3)
+        heights = points_a[..., 2].masked_fill(~index.mask_a, _FAR)
+        # Squared distances as |a - c|^2 + |b - c|^2 - 2 (a - c).(b - c) about each pair's
+        # centre c: one batched product, accurate to float32 rounding of the (small) offsets.
+        centre = points_a[:, :1]
+        points_a = points_a - centre
+        points_b = points_b - centre
+        norm_a = (points_a * points_a).sum(-1).masked_fill_(~index.mask_a, _FAR)  # (P, K)
+        norm_b = (points_b * points_b).sum(-1).masked_fill_(~index.mask_b, _FAR)
+        squared = torch.baddbmm(norm_b[:, None, :], points_a, points_b.transpose(1, 2), alpha=-2.0)
+        squared += norm_a[:, :, None]
+        # argmin over (K, K) in two steps: a min-reduction is vectorised, argmin is not.
+        row = squared.amin(dim=2).argmin(dim=1)  # (P,) slot on side a
+        column = squared[torch.arange(squared.shape[0]), row].argmin(dim=1)  # (P,) slot on side b
+        nearest_a = rows_a.gather(1, row[:, None])[:, 0]
+        nearest_b = rows_b.gather(1, column[:, None])[:, 0]
+        lowest = rows_a.gather(1, heights.argmin(dim=1, keepdim=True))[:, 0]
+        # Ground pairs measure their lowest vertex against the floor; others a vertex pair.
+        chosen = torch.cat([torch.where(index.is_ground, lowest, nearest_a), nearest_b])
+    points = vertices.reshape(-1, 3).index_select(0, chosen)  # (2P, 3)
+    points, other = points[: len(index.pairs)], points[len(index.pairs) :]
+    gap = points - other
     nearest = torch.sqrt((gap * gap).sum(-1) + 1e-12)
-    heights = points_a[rows, lowest, 2] - floor_height
-    return torch.where(index.is_ground, heights.abs(), nearest)
+    heights = (points[:, 2] - floor_height).abs()
+    return torch.where(index.is_ground, heights, nearest)
 
 
 def saturate(distances: torch.Tensor, scale_m: float) -> torch.Tensor:

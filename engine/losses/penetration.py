@@ -241,8 +241,36 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
     """(K, 4) long rows (vertex person, capsule person, vertex, capsule) of the pairs within
     ``CANDIDATE_MARGIN_M`` of the tolerance (no gradient)."""
     with torch.no_grad():
-        depths = penetration_depths(setup, vertices, joint_frames)
+        depths = _approximate_depths(setup, vertices, joint_frames)
         return (depths > TOLERANCE_M - CANDIDATE_MARGIN_M).nonzero()
+
+
+def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
+    """:func:`penetration_depths` from dot products only: every (vertex person, capsule person)
+    combination as a few batched products over (M, C), never an (M, C, 3) tensor. Distances
+    are exact up to float32 rounding of the expanded squares (coordinates are taken about the people's
+    mean root position, so well under a millimetre): enough to pick candidates with a centimetres
+    margin."""
+    num_people = vertices.shape[0]
+    centre = joint_frames[:, :1, :3, 3].mean(0, keepdim=True)  # (1, 1, 3)
+    points = vertices[:, setup.vertex_slots] - centre  # (N, M, 3)
+    start, end = posed_capsules(setup.capsules, joint_frames)
+    start, end = start - centre, end - centre
+    count, capsules = points.shape[1], start.shape[1]
+    points = points.repeat_interleave(num_people, dim=0)  # (N * N, M, 3): vertex person major
+    start = start.repeat(num_people, 1, 1)  # (N * N, C, 3)
+    axis = end.repeat(num_people, 1, 1) - start
+    axis_sq = (axis * axis).sum(-1)[:, None, :]  # (NN, 1, C)
+    start_along = (start * axis).sum(-1)[:, None, :]
+    along = torch.bmm(points, axis.transpose(1, 2)) - start_along  # (rel . axis): (NN, M, C)
+    t = (along / axis_sq).clamp_(0.0, 1.0)
+    rel_sq = torch.baddbmm((start * start).sum(-1)[:, None, :], points, start.transpose(1, 2), alpha=-2.0)
+    rel_sq += (points * points).sum(-1, keepdim=True)
+    offset_sq = rel_sq - t * (2.0 * along - t * axis_sq)
+    depth = setup.capsules.radius.to(vertices.dtype) - offset_sq.clamp_(min=0.0).sqrt_()
+    depth = depth.reshape(num_people, num_people, count, capsules)
+    same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
+    return depth.masked_fill_(same_person & ~setup.self_mask, -1.0)
 
 
 def penetration_value(
@@ -319,6 +347,16 @@ class SurfaceSetup:
     rest_frames_inverse: torch.Tensor
     self_allowed: torch.Tensor
 
+    @property
+    def self_penalty(self) -> torch.Tensor:
+        """(S, S) float: +inf where ``self_allowed`` is False, else 0 (computed once: adding
+        it is several times cheaper than a masked fill)."""
+        penalty = self.__dict__.get("_self_penalty")
+        if penalty is None:
+            penalty = torch.zeros(self.self_allowed.shape).masked_fill_(~self.self_allowed, math.inf)
+            object.__setattr__(self, "_self_penalty", penalty)
+        return penalty
+
 
 def build_surface_setup(
     rest_vertices: np.ndarray,
@@ -356,31 +394,46 @@ def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torc
     """(K,) person and sample indices -> (K, 3) unit posed normals (no gradient)."""
     with torch.no_grad():
         skin = joint_frames.detach() @ setup.rest_frames_inverse[None].to(joint_frames.dtype)  # (N, J, 4, 4)
-        rotations = skin[..., :3, :3].flatten(2)  # (N, J, 9)
-        blended = (setup.skinning[sample][:, :, None].to(rotations.dtype) * rotations[person]).sum(1).view(-1, 3, 3)
-        normals = (blended @ setup.rest_normals[sample][..., None].to(blended.dtype))[..., 0]
+        num_people, joints = skin.shape[:2]
+        rotations = skin[..., :3, :3].reshape(num_people, joints, 9).permute(1, 0, 2).reshape(joints, num_people * 9)
+        # Blend every sampled vertex's rotation for every person in one product, then pick
+        # the (sample, person) rows asked for.
+        blended = (setup.skinning.to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (S, N, 9)
+        chosen = blended[sample, person].view(-1, 3, 3)
+        normals = (chosen @ setup.rest_normals[sample][..., None].to(chosen.dtype))[..., 0]
         return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
 
 def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
     """(K, 4) long rows (point person, surface person, point sample, surface sample): each
     tested vertex with its nearest vertex of each body, where it is within
-    SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient). vertices: (N, V', 3)."""
+    SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient). vertices: (N, V', 3).
+
+    Squared distances come from one matrix product per pair of bodies (coordinates about the
+    sample's centre, so float32 rounding stays far below a millimetre); the nearest vertex is
+    looked up only for the rows that have one within SURFACE_MAX_DISTANCE_M (a min-reduction
+    is vectorised, an argmin is not)."""
     with torch.no_grad():
         points = vertices[:, setup.slots]  # (N, S, 3)
         num_people, count = points.shape[:2]
+        points = points - points.reshape(-1, 3).mean(0)
+        norms = (points * points).sum(-1, keepdim=True)  # (N, S, 1)
+        ones = torch.ones_like(norms)
+        # |x - p|^2 = [x, |x|^2, 1] . [-2 p, 1, |p|^2]: one (S, 5) x (5, S) product per pair.
+        left = torch.cat([points, norms, ones], dim=-1)  # (N, S, 5)
+        right = torch.cat([-2.0 * points, ones, norms], dim=-1)
+        limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
         found = []
         for a in range(num_people):
             for b in range(num_people):
-                distances = torch.cdist(points[a], points[b])  # (S, S)
+                squared = left[a] @ right[b].T  # (S, S)
                 if a == b:
-                    distances = distances.masked_fill(~setup.self_allowed, math.inf)
-                nearest_distance, nearest = distances.min(dim=1)
-                close = nearest_distance < SURFACE_MAX_DISTANCE_M
+                    squared += setup.self_penalty
+                close = squared.amin(dim=1) < limit_sq
                 if not bool(close.any()):
                     continue
                 point_ids = close.nonzero()[:, 0]
-                surface_ids = nearest[point_ids]
+                surface_ids = squared[point_ids].argmin(dim=1)
                 person_b = torch.full_like(point_ids, b)
                 normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
                 gap = points[a, point_ids] - points[b, surface_ids]
@@ -406,7 +459,10 @@ def surface_value(
         return vertices.new_zeros(()), vertices.new_full((), -1.0)
     person_a, person_b, point, surface = candidates.unbind(1)
     normals = _posed_normals(setup, joint_frames, person_b, surface).to(vertices.dtype)
-    gap = vertices[person_a, setup.slots[point]] - vertices[person_b, setup.slots[surface]]
+    count = vertices.shape[1]
+    rows = torch.cat([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]])
+    ends = vertices.reshape(-1, 3).index_select(0, rows)  # one gather: cheap to differentiate
+    gap = ends[: len(point)] - ends[len(point) :]
     depth = -(gap * normals).sum(-1)
     excess = torch.relu(depth - SURFACE_TOLERANCE_M) / DEPTH_SCALE_M
     return (excess * excess).sum(), depth.max().detach()
