@@ -322,6 +322,7 @@ SURFACE_CANDIDATE_MARGIN_M = 0.02
 # the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
 # and those places are never a contact the LMM asks for.
 SELF_REST_FAR_M = 0.08
+SURFACE_ROW_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -419,16 +420,37 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         right = torch.cat([-2.0 * points, ones, norms], dim=-1)
         limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
         found = []
+        low = points.amin(dim=1) - SURFACE_MAX_DISTANCE_M  # (N, 3) boxes around each body
+        high = points.amax(dim=1) + SURFACE_MAX_DISTANCE_M
         for a in range(num_people):
             for b in range(num_people):
-                squared = left[a] @ right[b].T  # (S, S)
                 if a == b:
-                    squared += setup.self_penalty
-                close = squared.amin(dim=1) < limit_sq
-                if not bool(close.any()):
+                    rows = torch.arange(count)
+                    cols = rows
+                else:
+                    # Only a point inside the other body's box can have a vertex of it within
+                    # SURFACE_MAX_DISTANCE_M, and that vertex lies inside this body's box.
+                    rows = ((points[a] >= low[b]) & (points[a] <= high[b])).all(dim=1).nonzero()[:, 0]
+                    cols = ((points[b] >= low[a]) & (points[b] <= high[a])).all(dim=1).nonzero()[:, 0]
+                    if len(rows) == 0 or len(cols) == 0:
+                        continue
+                right_b = right[b][cols].T.contiguous()  # (5, C)
+                point_parts, surface_parts = [], []
+                # Blocks of rows small enough to stay in the CPU cache across the product, the
+                # self mask and the reductions.
+                for first in range(0, len(rows), SURFACE_ROW_BLOCK):
+                    block = rows[first : first + SURFACE_ROW_BLOCK]
+                    squared = left[a][block] @ right_b  # (R, C)
+                    if a == b:
+                        squared += setup.self_penalty[block]
+                    close = squared.amin(dim=1) < limit_sq
+                    if bool(close.any()):
+                        close_rows = close.nonzero()[:, 0]
+                        point_parts.append(block[close_rows])
+                        surface_parts.append(cols[squared[close_rows].argmin(dim=1)])
+                if not point_parts:
                     continue
-                point_ids = close.nonzero()[:, 0]
-                surface_ids = squared[point_ids].argmin(dim=1)
+                point_ids, surface_ids = torch.cat(point_parts), torch.cat(surface_parts)
                 person_b = torch.full_like(point_ids, b)
                 normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
                 depth = -((points[a, point_ids] - points[b, surface_ids]) * normals).sum(-1)
