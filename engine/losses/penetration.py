@@ -392,10 +392,10 @@ def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torc
         skin = joint_frames.detach() @ setup.rest_frames_inverse[None].to(joint_frames.dtype)  # (N, J, 4, 4)
         num_people, joints = skin.shape[:2]
         rotations = skin[..., :3, :3].reshape(num_people, joints, 9).permute(1, 0, 2).reshape(joints, num_people * 9)
-        # Blend every sampled vertex's rotation for every person in one product, then pick
-        # the (sample, person) rows asked for.
-        blended = (setup.skinning.to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (S, N, 9)
-        chosen = blended[sample, person].view(-1, 3, 3)
+        # Blend the asked vertices' rotations for every person in one product, then keep each
+        # row's own person.
+        blended = (setup.skinning[sample].to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (K, N, 9)
+        chosen = blended[torch.arange(len(sample)), person].view(-1, 3, 3)
         normals = (chosen @ setup.rest_normals[sample][..., None].to(chosen.dtype))[..., 0]
         return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
