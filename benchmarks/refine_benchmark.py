@@ -167,9 +167,9 @@ def ground_truth(statics, regions, case: Case) -> PeopleState:
     reached = refine(problem, config).state
     # Repair: the contact is reached first, without the penetration term (the placement's
     # A-pose arms would block each other on the way); then the same contacts are held while the penetration term,
-    # ten times stronger, pushes any sunk-in surface back out.
+    # thirty times stronger, pushes any sunk-in surface back out.
     problem = build_problem(statics, regions, objective, reached, [PersonOptions()] * case.num_people, floor_height=FLOOR)
-    config = replace(config, weights=replace(weights, penetration=(3000.0, 3000.0)), max_iterations=(200, 100))
+    config = replace(config, weights=replace(weights, contact=(10000.0, 10000.0), penetration=(3000.0, 3000.0)), max_iterations=(200, 100))
     return refine(problem, config).state
 
 

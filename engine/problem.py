@@ -31,6 +31,26 @@ GLOBAL_ORIENTATION_WEIGHT = 1000.0
 # regressor leaves a true contact open by a few centimetres to a decimetre, which still pulls
 # with 37-90% of full force; a wrong row 30 cm or more from satisfied pulls with under 5%.
 LMM_SATURATION_M = 0.1
+# Per-joint stiffness of the stay-close term by how much of the body a joint carries: the
+# multiplier is the share of skinning weight in the joint's subtree divided by this share
+# (at least 1). On Anny a hand, forearm, upper arm or leg keeps the base weight (about 1-1.3),
+# the head about 3, the spine about 6, the root is held by GLOBAL_ORIENTATION_WEIGHT. Why: a
+# rotation near the trunk moves everything below it (the head, the other arm, the partner
+# when the contact pulls), and a pose regressor is least sure of the extremities, so a
+# contact must be reached by the limb that makes it, not by bending the spine.
+SUBTREE_SHARE_UNIT = 0.12
+
+
+def subtree_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
+    """(V, J) skinning weights -> (J,) stay-close multipliers (see SUBTREE_SHARE_UNIT)."""
+    share = np.asarray(skinning_weights, dtype=np.float64).sum(0)
+    share = share / share.sum()
+    subtree = share.copy()
+    # Children come after their parents in a kinematic tree's joint order: sum leaves first.
+    for joint in range(len(parents) - 1, -1, -1):
+        if parents[joint] >= 0:
+            subtree[parents[joint]] += subtree[joint]
+    return np.maximum(1.0, subtree / SUBTREE_SHARE_UNIT)
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ class BodyStatics:
         self.rest_frames = rest_frames
         self.rest_normals = vertex_normals(self.rest_vertices, np.asarray(body.faces)).astype(np.float32)
         self.skinning = body.skinning_weights()
+        self.stiffness = torch.tensor(subtree_stiffness(self.skinning, body.parents), dtype=torch.float32)
         bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
         self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
         stride = max(1, body.num_vertices // PENETRATION_VERTICES)
@@ -108,7 +129,7 @@ def build_problem(
 
     movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
     rig_scale = STAY_CLOSE_RIG_SCALE.get(body.kind, 1.0)
-    joint_weights = torch.full((num_people, num_joints), rig_scale)
+    joint_weights = (rig_scale * statics.stiffness)[None].repeat(num_people, 1)
     joint_weights[:, 0] = GLOBAL_ORIENTATION_WEIGHT
     translation_weights = torch.ones(num_people)
     for p, options in enumerate(people):
@@ -126,7 +147,8 @@ def build_problem(
             elif name == GLOBAL_ORIENTATION:
                 joint_weights[p, 0] = GLOBAL_ORIENTATION_WEIGHT * weight
             else:
-                joint_weights[p, body.joint_names.index(name)] = rig_scale * weight
+                joint = body.joint_names.index(name)
+                joint_weights[p, joint] = rig_scale * float(statics.stiffness[joint]) * weight
         if not options.movable:
             movable_joints[p] = False
     movable_people = torch.tensor([o.movable for o in people], dtype=torch.bool)

@@ -262,3 +262,43 @@ def test_joint_limit_term_penalises_only_the_excess_angle():
     value = get_term("joint_limits")(_inputs(_setup(), rotations=rotations))["joint_limits"]
     # Joint 0 has no limit; joint 1 is 10 degrees past its 90.
     assert float(value) == pytest.approx(math.radians(10.0) ** 2, rel=1e-4)
+
+
+def test_lmm_rows_saturate_and_artist_rows_stay_plain():
+    vertices = far_people(2)
+    put(vertices, 0, "right_hand", (0.0, 0.0, 0.0), (0.0, 0.5, 0.0))
+    put(vertices, 1, "head", (0.3, 0.0, 0.0))
+    pair = RegionPair(0, "right_hand", 1, "head")
+    scale = 0.1
+    ids = np.arange(NUM_VERTICES)
+    for source, expected in (("lmm", scale * (1.0 - math.exp(-0.3 / scale))), ("artist", 0.3)):
+        objective = ContactObjective((ContactTerm(options=(((pair,),),), weight=2.0, source=source, label="x"),))
+        index = build_contact_index(objective, HandRegions(), [ids] * 2, lmm_saturation_m=scale)
+        assert float(contact_value(index, vertices, 0.0)) == pytest.approx(2.0 * expected, rel=1e-5)
+        # Reported distances are the plain distance whatever the penalty.
+        assert float(term_values(index, pair_distances(index, vertices, 0.0))[0]) == pytest.approx(0.3, rel=1e-5)
+
+
+def test_surface_test_finds_a_point_sunk_below_the_other_body():
+    from engine.losses.penetration import SURFACE_TOLERANCE_M, SurfaceSetup, surface_candidates, surface_value
+
+    # Person 2's sample: a flat patch facing +z; person 1's one point 2 cm below its centre.
+    grid = torch.tensor([[x, y, 0.0] for x in (-0.01, 0.0, 0.01) for y in (-0.01, 0.0, 0.01)])
+    vertices = torch.stack([grid + torch.tensor([5.0, 5.0, 5.0]), grid])
+    vertices[0, 4] = torch.tensor([0.0, 0.0, -0.02])
+    count = grid.shape[0]
+    setup = SurfaceSetup(
+        slots=torch.arange(count),
+        rest_normals=torch.tensor([[0.0, 0.0, 1.0]]).repeat(count, 1),
+        skinning=torch.ones(count, 1),
+        rest_frames_inverse=torch.eye(4)[None],
+        self_allowed=torch.zeros(count, count, dtype=torch.bool),
+    )
+    frames = torch.eye(4).repeat(2, 1, 1, 1)
+    candidates = surface_candidates(setup, vertices, frames)
+    assert candidates.tolist() == [[0, 1, 4, 4]]
+    penalty, deepest = surface_value(setup, vertices, frames, candidates)
+    assert float(deepest) == pytest.approx(0.02, abs=1e-6)
+    assert float(penalty) > 0.0
+    vertices[0, 4] = torch.tensor([0.0, 0.0, -(SURFACE_TOLERANCE_M - 0.001)])  # within tolerance: free
+    assert float(surface_value(setup, vertices, frames, surface_candidates(setup, vertices, frames))[0]) == 0.0

@@ -317,6 +317,11 @@ def penetration_value(
 SURFACE_TOLERANCE_M = 0.003
 SURFACE_MAX_DISTANCE_M = 0.06
 SURFACE_CANDIDATE_MARGIN_M = 0.02
+# A point whose nearest sample vertex lies far to the side of it (along the surface) is not
+# measured: on a curved limb the tangent plane of a vertex that far away passes outside the
+# skin, and the point would look sunk in while it only touches. The tested sample is sparse
+# (a few centimetres between vertices), so this is about half its spacing.
+SURFACE_MAX_LATERAL_M = 0.015
 # Within one body, only vertices at least this far apart in the rest pose are tested against
 # each other (more than SURFACE_MAX_DISTANCE_M): where the skin folds (armpit, crotch, between
 # the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
@@ -453,8 +458,10 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
                 point_ids, surface_ids = torch.cat(point_parts), torch.cat(surface_parts)
                 person_b = torch.full_like(point_ids, b)
                 normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
-                depth = -((points[a, point_ids] - points[b, surface_ids]) * normals).sum(-1)
-                keep = depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M
+                gap = points[a, point_ids] - points[b, surface_ids]
+                depth = -(gap * normals).sum(-1)
+                lateral = (gap + depth[:, None] * normals).norm(dim=-1)
+                keep = (depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M) & (lateral < SURFACE_MAX_LATERAL_M)
                 if bool(keep.any()):
                     rows = torch.stack(
                         [torch.full_like(point_ids[keep], a), person_b[keep], point_ids[keep], surface_ids[keep]], 1
