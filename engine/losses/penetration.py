@@ -327,6 +327,7 @@ SURFACE_MAX_LATERAL_M = 0.015
 # the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
 # and those places are never a contact the LMM asks for.
 SELF_REST_FAR_M = 0.08
+SURFACE_ROW_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -396,10 +397,10 @@ def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torc
         skin = joint_frames.detach() @ setup.rest_frames_inverse[None].to(joint_frames.dtype)  # (N, J, 4, 4)
         num_people, joints = skin.shape[:2]
         rotations = skin[..., :3, :3].reshape(num_people, joints, 9).permute(1, 0, 2).reshape(joints, num_people * 9)
-        # Blend every sampled vertex's rotation for every person in one product, then pick
-        # the (sample, person) rows asked for.
-        blended = (setup.skinning.to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (S, N, 9)
-        chosen = blended[sample, person].view(-1, 3, 3)
+        # Blend the asked vertices' rotations for every person in one product, then keep each
+        # row's own person.
+        blended = (setup.skinning[sample].to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (K, N, 9)
+        chosen = blended[torch.arange(len(sample)), person].view(-1, 3, 3)
         normals = (chosen @ setup.rest_normals[sample][..., None].to(chosen.dtype))[..., 0]
         return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
@@ -424,16 +425,37 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         right = torch.cat([-2.0 * points, ones, norms], dim=-1)
         limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
         found = []
+        low = points.amin(dim=1) - SURFACE_MAX_DISTANCE_M  # (N, 3) boxes around each body
+        high = points.amax(dim=1) + SURFACE_MAX_DISTANCE_M
         for a in range(num_people):
             for b in range(num_people):
-                squared = left[a] @ right[b].T  # (S, S)
                 if a == b:
-                    squared += setup.self_penalty
-                close = squared.amin(dim=1) < limit_sq
-                if not bool(close.any()):
+                    rows = torch.arange(count)
+                    cols = rows
+                else:
+                    # Only a point inside the other body's box can have a vertex of it within
+                    # SURFACE_MAX_DISTANCE_M, and that vertex lies inside this body's box.
+                    rows = ((points[a] >= low[b]) & (points[a] <= high[b])).all(dim=1).nonzero()[:, 0]
+                    cols = ((points[b] >= low[a]) & (points[b] <= high[a])).all(dim=1).nonzero()[:, 0]
+                    if len(rows) == 0 or len(cols) == 0:
+                        continue
+                right_b = right[b][cols].T.contiguous()  # (5, C)
+                point_parts, surface_parts = [], []
+                # Blocks of rows small enough to stay in the CPU cache across the product, the
+                # self mask and the reductions.
+                for first in range(0, len(rows), SURFACE_ROW_BLOCK):
+                    block = rows[first : first + SURFACE_ROW_BLOCK]
+                    squared = left[a][block] @ right_b  # (R, C)
+                    if a == b:
+                        squared += setup.self_penalty[block]
+                    close = squared.amin(dim=1) < limit_sq
+                    if bool(close.any()):
+                        close_rows = close.nonzero()[:, 0]
+                        point_parts.append(block[close_rows])
+                        surface_parts.append(cols[squared[close_rows].argmin(dim=1)])
+                if not point_parts:
                     continue
-                point_ids = close.nonzero()[:, 0]
-                surface_ids = squared[point_ids].argmin(dim=1)
+                point_ids, surface_ids = torch.cat(point_parts), torch.cat(surface_parts)
                 person_b = torch.full_like(point_ids, b)
                 normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
                 gap = points[a, point_ids] - points[b, surface_ids]
