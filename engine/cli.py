@@ -1,6 +1,6 @@
 """Command-line entry point. Each subcommand lives in its own module under
-``engine/commands/`` exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``; this file only dispatches.
+``engine/commands/`` (named in ``COMMANDS``) exposing ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches.
 
 Failures print one JSON line ``{"event": "error", "message": ...}`` on stdout and exit
 non-zero, so callers (the Blender add-on, scripts) never have to read a traceback."""
@@ -12,25 +12,15 @@ import importlib
 import json
 import sys
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "engine.commands.regions",
-    "engine.commands.rig",
-    "engine.commands.info",
-    "engine.commands.contacts",
-    "engine.commands.refine",
-)
+COMMANDS: tuple[str, ...] = ("regions", "rig", "info", "contacts", "refine")
 
 
 class EngineError(Exception):
     """An error with a message meant for the user (no traceback is shown)."""
 
 
-def _command_module_name(command: str) -> str:
-    return f"engine.commands.{command}"
-
-
-def _command_names() -> tuple[str, ...]:
-    return tuple(name.rsplit(".", 1)[1] for name in COMMAND_MODULES)
+def _command_module(command: str):
+    return importlib.import_module(f"engine.commands.{command}")
 
 
 def emit(event: str, **fields) -> None:
@@ -42,21 +32,21 @@ def emit(event: str, **fields) -> None:
 def _top_level_parser(with_help_texts: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _command_names():
+    for name in COMMANDS:
         # One-line help needs each module; only --help pays for importing them all.
-        summary = importlib.import_module(_command_module_name(name)).HELP if with_help_texts else None
+        summary = _command_module(name).HELP if with_help_texts else None
         subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in _command_names():
+    if not argv or argv[0] not in COMMANDS:
         # Prints usage (or the full help) and exits: no command module is imported for a
         # typo, and a real command imports only its own module (torch costs seconds).
         _top_level_parser(with_help_texts=bool(argv) and argv[0] in ("-h", "--help")).parse_args(argv)
         return 2
-    module = importlib.import_module(_command_module_name(argv[0]))
+    module = _command_module(argv[0])
     parser = argparse.ArgumentParser(prog=f"python -m engine {module.NAME}", description=module.HELP)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
