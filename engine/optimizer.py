@@ -119,6 +119,12 @@ class OptimizerConfig:
     # (50) let the pairs drift and each refresh then makes a step in the loss that the
     # early-stop slope mistakes for convergence.
     penetration_refresh: tuple[int, ...] = (5, 10)
+    # ... and sooner, as soon as some skinned vertex has moved this far since the last search:
+    # the searches keep pairs up to 2 cm (surface) and 3 cm (capsules) short of penetrating,
+    # and two surfaces that each move at most this far close a gap of at most twice it. Large
+    # early steps (a hand crossing 5-10 mm per step towards its contact) would otherwise sink
+    # through a surface between two searches and meet a sudden deep penalty.
+    penetration_refresh_motion_m: float = 0.01
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages
@@ -127,6 +133,8 @@ class OptimizerConfig:
                 raise ValueError(f"{name} needs {n} values (one per stage), got {getattr(self, name)}")
         if self.early_stop_window < 2:
             raise ValueError("early_stop_window must be at least 2")
+        if not self.penetration_refresh_motion_m > 0.0:
+            raise ValueError("penetration_refresh_motion_m must be > 0")
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,11 @@ class OptimizationVariables:
         self.translation_scale = translation_scale
         self.pose_offsets = torch.zeros(n, j, 3, requires_grad=True)
         self.translation_offsets = torch.zeros(n, 3, requires_grad=True)
-        self.shape = initial.shape.detach().clone().requires_grad_(True)
+        # The shape is optimized as an offset in the body's shape units (the shape prior's
+        # unit): Adam moves a variable by about the learning rate per step whatever its scale,
+        # and Anny's phenotypes, whose unit is 0.02, would otherwise jump half a unit a step.
+        self.shape_unit = float(problem.setup.shape_unit)
+        self.shape_offsets = torch.zeros_like(initial.shape, requires_grad=True)
         self.joint_mask = problem.movable_joints.to(torch.float32)[..., None]
         self.people_mask = problem.movable_people.to(torch.float32)[:, None]
         self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
@@ -216,18 +228,18 @@ class OptimizationVariables:
         self.surface_candidates: torch.Tensor | None = None
 
     def snapshot(self) -> tuple[torch.Tensor, ...]:
-        return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape))
+        return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape_offsets))
 
     def restore(self, snapshot: tuple[torch.Tensor, ...]) -> None:
         with torch.no_grad():
-            for tensor, saved in zip((self.pose_offsets, self.translation_offsets, self.shape), snapshot):
+            for tensor, saved in zip((self.pose_offsets, self.translation_offsets, self.shape_offsets), snapshot):
                 tensor.copy_(saved)
 
     def inputs(self) -> LossInputs:
         problem, initial = self.problem, self.problem.initial
         offsets = self.pose_offsets * (self.joint_mask * self.rotation_scale)
         translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
-        shape = initial.shape + (self.shape - initial.shape) * self.people_mask
+        shape = initial.shape + self.shape_offsets * (self.people_mask * self.shape_unit)
         if not self.shape_active:
             shape = shape.detach()
         rotations = initial.local_rotations @ axis_angle_to_matrix(offsets)
@@ -294,7 +306,7 @@ def refine(
         params = [variables.pose_offsets, variables.translation_offsets]
         variables.shape_active = config.optimize_shape[stage]
         if variables.shape_active:
-            params.append(variables.shape)
+            params.append(variables.shape_offsets)
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []
         last_good = variables.snapshot()
@@ -303,12 +315,21 @@ def refine(
         done = 0
         refresh = max(1, config.penetration_refresh[stage]) if weights["penetration"] > 0.0 else 0
         variables.penetration_candidates = None
+        searched_at: torch.Tensor | None = None  # the vertices at the last candidate search
+        since_search = 0
         for iteration in range(1, total + 1):
             if should_stop is not None and should_stop():
                 raise RefinementStopped("refinement stopped")
             optimizer.zero_grad(set_to_none=True)
             inputs = variables.inputs()
-            if problem.setup.penetration is not None and refresh and (iteration - 1) % refresh == 0:
+            since_search += 1
+            if problem.setup.penetration is not None and refresh and (
+                searched_at is None
+                or since_search > refresh
+                or float((inputs.vertices.detach() - searched_at).square().sum(-1).amax()) > config.penetration_refresh_motion_m**2
+            ):
+                searched_at = inputs.vertices.detach().clone()
+                since_search = 1
                 variables.penetration_candidates = penetration_candidates(
                     problem.setup.penetration, inputs.vertices.detach(), inputs.joint_frames.detach()
                 )

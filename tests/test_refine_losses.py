@@ -302,3 +302,29 @@ def test_surface_test_finds_a_point_sunk_below_the_other_body():
     assert float(penalty) > 0.0
     vertices[0, 4] = torch.tensor([0.0, 0.0, -(SURFACE_TOLERANCE_M - 0.001)])  # within tolerance: free
     assert float(surface_value(setup, vertices, frames, surface_candidates(setup, vertices, frames))[0]) == 0.0
+
+
+def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_finds():
+    from engine.losses.penetration import SurfaceSetup, surface_candidates, surface_clusters
+
+    generator = torch.Generator().manual_seed(3)
+    count = 400
+    # Two lumpy bodies 5 cm apart with overlapping parts, so some points of each sit near or
+    # below the other's surface and many cluster pairs are close but not all.
+    rest = torch.rand(count, 3, generator=generator) * torch.tensor([0.2, 0.2, 0.6])
+    normals = torch.nn.functional.normalize(rest - rest.mean(0), dim=-1)
+    vertices = torch.stack([rest, rest + torch.tensor([0.05, 0.0, 0.1])])
+    groups = (rest[:, 2] * 10).long().numpy()  # bands along z stand for bones
+    allowed = torch.rand(count, count, generator=generator) > 0.3
+    clusters = torch.tensor(surface_clusters(rest.numpy(), groups, max_size=16))
+    assert sorted(clusters[clusters >= 0].tolist()) == list(range(count))  # each vertex in one cluster
+    common = dict(
+        slots=torch.arange(count), rest_normals=normals, skinning=torch.ones(count, 1),
+        rest_frames_inverse=torch.eye(4)[None], self_allowed=allowed,
+    )
+    frames = torch.eye(4).repeat(2, 1, 1, 1)
+    by_clusters = surface_candidates(SurfaceSetup(**common, cluster_members=clusters), vertices, frames)
+    every_vertex = surface_candidates(SurfaceSetup(**common), vertices, frames)
+    assert len(every_vertex) > 50
+    assert {1, 0} <= set(every_vertex[:, 1].tolist())  # rows against both bodies
+    assert sorted(map(tuple, by_clusters.tolist())) == sorted(map(tuple, every_vertex.tolist()))

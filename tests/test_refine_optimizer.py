@@ -66,7 +66,7 @@ def test_gradient_reaches_exactly_the_movable_parameters(body, statics):
     expected[1] = False
     assert torch.equal(pose_grad > 0, expected)
     assert variables.translation_offsets.grad.abs().sum(-1).tolist() == [0.0, 0.0]
-    shape_grad = variables.shape.grad.abs().sum(-1)
+    shape_grad = variables.shape_offsets.grad.abs().sum(-1)
     assert shape_grad[0] > 0 and shape_grad[1] == 0
 
 

@@ -327,7 +327,8 @@ SURFACE_MAX_LATERAL_M = 0.015
 # the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
 # and those places are never a contact the LMM asks for.
 SELF_REST_FAR_M = 0.08
-SURFACE_ROW_BLOCK = 256
+# Vertices per cluster of the nearest-vertex search (see surface_candidates).
+SURFACE_CLUSTER_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,9 @@ class SurfaceSetup:
     rest_frames_inverse: (J, 4, 4) inverse rest frames of every joint.
     self_allowed: (S, S) bool: vertex i of a person may be tested against vertex k of the same
         person (their bones are not within ADJACENT_HOPS and they are SELF_REST_FAR_M apart at rest).
+    cluster_members: (M, K) long sample indices of M small clusters of nearby sample vertices
+        (each vertex in exactly one; rows padded with -1), see :func:`surface_clusters`; None
+        makes the whole sample one cluster.
     """
 
     slots: torch.Tensor
@@ -347,16 +351,31 @@ class SurfaceSetup:
     skinning: torch.Tensor
     rest_frames_inverse: torch.Tensor
     self_allowed: torch.Tensor
+    cluster_members: torch.Tensor | None = None
 
     @property
-    def self_penalty(self) -> torch.Tensor:
-        """(S, S) float: +inf where ``self_allowed`` is False, else 0 (computed once: adding
-        it is several times cheaper than a masked fill)."""
-        penalty = self.__dict__.get("_self_penalty")
-        if penalty is None:
-            penalty = torch.zeros(self.self_allowed.shape).masked_fill_(~self.self_allowed, math.inf)
-            object.__setattr__(self, "_self_penalty", penalty)
-        return penalty
+    def clusters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """members (M, K) long (padding points at sample 0), mask (M, K) bool,
+        self_pairs (M, M) bool: cluster i of a person has some vertex that may be tested
+        against some vertex of cluster j of the same person, and self_blocks (M, M, K, K)
+        bool: ``self_allowed`` cluster by cluster (False on padding), so that a search reads
+        whole contiguous blocks of it (computed once)."""
+        cached = self.__dict__.get("_clusters")
+        if cached is None:
+            members = self.cluster_members
+            if members is None:
+                members = torch.arange(len(self.slots))[None]
+            mask = members >= 0
+            members = members.clamp(min=0)
+            num_clusters, size = members.shape
+            flat = members.reshape(-1)
+            blocks = self.self_allowed[flat][:, flat].reshape(num_clusters, size, num_clusters, size)
+            blocks = blocks & mask[:, :, None, None] & mask[None, None, :, :]
+            blocks = blocks.permute(0, 2, 1, 3).contiguous()
+            self_pairs = blocks.flatten(2).any(dim=2)
+            cached = (members, mask, self_pairs, blocks)
+            object.__setattr__(self, "_clusters", cached)
+        return cached
 
 
 def build_surface_setup(
@@ -388,7 +407,31 @@ def build_surface_setup(
         skinning=torch.tensor(skinning_weights[tested_vertices], dtype=torch.float32),
         rest_frames_inverse=torch.tensor(np.linalg.inv(rest_frames), dtype=torch.float32),
         self_allowed=torch.tensor(allowed, dtype=torch.bool),
+        cluster_members=torch.tensor(surface_clusters(rest_vertices[tested_vertices], dominant), dtype=torch.long),
     )
+
+
+def surface_clusters(points: np.ndarray, groups: np.ndarray, max_size: int = SURFACE_CLUSTER_SIZE) -> np.ndarray:
+    """Split the sample into small clusters of nearby vertices: each group (the vertices of one
+    proxy bone, which move together) is halved along its longest principal axis until every
+    part has at most ``max_size`` vertices. points: (S, 3) rest positions; groups: (S,).
+    Returns (M, max_size) sample indices, rows padded with -1."""
+    parts: list[np.ndarray] = []
+    pending = [np.nonzero(groups == g)[0] for g in np.unique(groups)]
+    while pending:
+        ids = pending.pop()
+        if len(ids) <= max_size:
+            parts.append(ids)
+            continue
+        centred = points[ids] - points[ids].mean(0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+        order = ids[np.argsort(centred @ axis, kind="stable")]
+        half = len(order) // 2
+        pending += [order[:half], order[half:]]
+    members = np.full((len(parts), max_size), -1, dtype=np.int64)
+    for row, ids in enumerate(sorted(parts, key=lambda p: int(p.min()))):
+        members[row, : len(ids)] = np.sort(ids)
+    return members
 
 
 def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
@@ -410,66 +453,76 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
     tested vertex with its nearest vertex of each body, where it is within
     SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient). vertices: (N, V', 3).
 
-    Squared distances come from one matrix product per pair of bodies (coordinates about the
-    sample's centre, so float32 rounding stays far below a millimetre); the nearest vertex is
-    looked up only for the rows that have one within SURFACE_MAX_DISTANCE_M (a min-reduction
-    is vectorised, an argmin is not)."""
+    The nearest vertex is searched cluster by cluster: a pair of clusters (small groups of
+    nearby sample vertices, ``SurfaceSetup.cluster_members``) is compared vertex by vertex
+    only when their posed bounding spheres come within SURFACE_MAX_DISTANCE_M of each
+    other, a lower bound on every distance between their vertices, so the result is exactly
+    that of comparing every vertex with every other, at a small fraction of the work.
+    Coordinates are taken about the sample's centre, so float32 rounding stays far below a
+    millimetre."""
     with torch.no_grad():
         points = vertices[:, setup.slots]  # (N, S, 3)
         num_people, count = points.shape[:2]
         points = points - points.reshape(-1, 3).mean(0)
-        norms = (points * points).sum(-1, keepdim=True)  # (N, S, 1)
-        ones = torch.ones_like(norms)
-        # |x - p|^2 = [x, |x|^2, 1] . [-2 p, 1, |p|^2]: one (S, 5) x (5, S) product per pair.
-        left = torch.cat([points, norms, ones], dim=-1)  # (N, S, 5)
-        right = torch.cat([-2.0 * points, ones, norms], dim=-1)
-        limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
-        found = []
-        low = points.amin(dim=1) - SURFACE_MAX_DISTANCE_M  # (N, 3) boxes around each body
-        high = points.amax(dim=1) + SURFACE_MAX_DISTANCE_M
-        for a in range(num_people):
-            for b in range(num_people):
-                if a == b:
-                    rows = torch.arange(count)
-                    cols = rows
-                else:
-                    # Only a point inside the other body's box can have a vertex of it within
-                    # SURFACE_MAX_DISTANCE_M, and that vertex lies inside this body's box.
-                    rows = ((points[a] >= low[b]) & (points[a] <= high[b])).all(dim=1).nonzero()[:, 0]
-                    cols = ((points[b] >= low[a]) & (points[b] <= high[a])).all(dim=1).nonzero()[:, 0]
-                    if len(rows) == 0 or len(cols) == 0:
-                        continue
-                right_b = right[b][cols].T.contiguous()  # (5, C)
-                point_parts, surface_parts = [], []
-                # Blocks of rows small enough to stay in the CPU cache across the product, the
-                # self mask and the reductions.
-                for first in range(0, len(rows), SURFACE_ROW_BLOCK):
-                    block = rows[first : first + SURFACE_ROW_BLOCK]
-                    squared = left[a][block] @ right_b  # (R, C)
-                    if a == b:
-                        squared += setup.self_penalty[block]
-                    close = squared.amin(dim=1) < limit_sq
-                    if bool(close.any()):
-                        close_rows = close.nonzero()[:, 0]
-                        point_parts.append(block[close_rows])
-                        surface_parts.append(cols[squared[close_rows].argmin(dim=1)])
-                if not point_parts:
-                    continue
-                point_ids, surface_ids = torch.cat(point_parts), torch.cat(surface_parts)
-                person_b = torch.full_like(point_ids, b)
-                normals = _posed_normals(setup, joint_frames, person_b, surface_ids)
-                gap = points[a, point_ids] - points[b, surface_ids]
-                depth = -(gap * normals).sum(-1)
-                lateral = (gap + depth[:, None] * normals).norm(dim=-1)
-                keep = (depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M) & (lateral < SURFACE_MAX_LATERAL_M)
-                if bool(keep.any()):
-                    rows = torch.stack(
-                        [torch.full_like(point_ids[keep], a), person_b[keep], point_ids[keep], surface_ids[keep]], 1
-                    )
-                    found.append(rows)
-        if not found:
+        members, member_mask, self_pairs, self_blocks = setup.clusters
+        num_clusters = members.shape[0]
+        grouped = points[:, members]  # (N, M, K, 3)
+        weight = member_mask.to(points.dtype)[None, :, :, None]
+        centre = (grouped * weight).sum(2) / weight.sum(2)  # (N, M, 3)
+        spread = (grouped - centre[:, :, None]).norm(dim=-1).masked_fill(~member_mask, 0.0)
+        radius = spread.amax(dim=2).reshape(-1)  # (N * M,)
+        flat_centre = centre.reshape(-1, 3)
+        bound = torch.cdist(flat_centre, flat_centre) - radius[:, None] - radius[None, :]
+        close = bound < SURFACE_MAX_DISTANCE_M
+        same_person = torch.eye(num_people, dtype=torch.bool).repeat_interleave(num_clusters, 0).repeat_interleave(num_clusters, 1)
+        close &= ~same_person | self_pairs.repeat(num_people, num_people)
+        pairs = close.nonzero()  # (P, 2) flat (person, cluster) of the point side and the surface side
+        if pairs.shape[0] == 0:
             return torch.zeros(0, 4, dtype=torch.long)
-        return torch.cat(found)
+        person_a, cluster_a = pairs[:, 0] // num_clusters, pairs[:, 0] % num_clusters
+        person_b, cluster_b = pairs[:, 1] // num_clusters, pairs[:, 1] % num_clusters
+        flat_grouped = grouped.reshape(-1, members.shape[1], 3)
+        left, right = flat_grouped[pairs[:, 0]], flat_grouped[pairs[:, 1]]  # (P, K, 3)
+        norm_left = (left * left).sum(-1)
+        norm_right = (right * right).sum(-1).masked_fill(~member_mask[cluster_b], math.inf)
+        squared = torch.baddbmm(norm_right[:, None, :], left, right.transpose(1, 2), alpha=-2.0)
+        squared += norm_left[:, :, None]  # (P, K, K)
+        self_rows = (person_a == person_b).nonzero()[:, 0]
+        if len(self_rows):
+            allowed = self_blocks[cluster_a[self_rows], cluster_b[self_rows]]  # (P', K, K)
+            squared[self_rows] = squared[self_rows].masked_fill_(~allowed, math.inf)
+        nearest_sq, column = squared.min(dim=2)  # (P, K)
+        point_ids = members[cluster_a]  # (P, K)
+        surface_ids = members[cluster_b].gather(1, column)
+        limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
+        valid = member_mask[cluster_a] & (nearest_sq < limit_sq)
+        # Each (point person, surface person, point) may be seen from several surface clusters:
+        # keep the nearest.
+        keys = ((person_a * num_people + person_b)[:, None] * count + point_ids)[valid]
+        nearest_sq, surface_ids = nearest_sq[valid], surface_ids[valid]
+        best = torch.full((num_people * num_people * count,), math.inf, dtype=nearest_sq.dtype)
+        best.scatter_reduce_(0, keys, nearest_sq, reduce="amin")
+        winner = nearest_sq <= best[keys]
+        keys, surface_ids = keys[winner], surface_ids[winner]
+        keys, first = _first_of_each(keys)
+        surface_ids = surface_ids[first]
+        point_ids = keys % count
+        person_pair = keys // count
+        rows_a, rows_b = person_pair // num_people, person_pair % num_people
+        normals = _posed_normals(setup, joint_frames, rows_b, surface_ids)
+        gap = points[rows_a, point_ids] - points[rows_b, surface_ids]
+        depth = -(gap * normals).sum(-1)
+        lateral = (gap + depth[:, None] * normals).norm(dim=-1)
+        keep = (depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M) & (lateral < SURFACE_MAX_LATERAL_M)
+        return torch.stack([rows_a[keep], rows_b[keep], point_ids[keep], surface_ids[keep]], 1)
+
+
+def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique keys and, for each, the position of one of its entries in ``keys``."""
+    unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    position = torch.full((len(unique),), len(keys), dtype=torch.long)
+    position.scatter_reduce_(0, inverse, torch.arange(len(keys)), reduce="amin")
+    return unique, position
 
 
 def surface_value(
