@@ -163,6 +163,8 @@ def build_problem(
             statics.rest_vertices, statics.rest_normals, statics.skinning, statics.rest_frames, body.parents, tested, needed,
             statics.capsules.bones.tolist(),
         )
+        # The capsule search reuses the surface sample's clusters: both test the same vertices.
+        assert torch.equal(surface.slots, penetration_setup.vertex_slots)
         penetration_setup = replace(penetration_setup, surface=surface)
     keypoint_setup = None
     if keypoints is not None:

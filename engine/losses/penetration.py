@@ -76,6 +76,16 @@ class PenetrationSetup:
     self_mask: torch.Tensor
     surface: "SurfaceSetup | None" = None
 
+    def cluster_self_mask(self, members: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(Q, C) bool: some vertex of the cluster is tested against the capsule in its own
+        body (computed once per clustering)."""
+        cached = self.__dict__.get("_cluster_self_mask")
+        if cached is None or cached[0] is not members:
+            allowed = (self.self_mask[members] & mask[:, :, None]).any(dim=1)
+            cached = (members, allowed)
+            object.__setattr__(self, "_cluster_self_mask", cached)
+        return cached[1]
+
 
 def _tree_distance(parents: Sequence[int], a: int, b: int) -> int:
     def chain(j: int) -> list[int]:
@@ -193,11 +203,12 @@ def signed_depth(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, r
 
 
 def _paired_depth(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    """Depth of point k in capsule k. points, start, end: (K, 3); radius: (K,) -> (K,)."""
+    """Depth of point k in capsule k. points, start, end: (..., 3); radius: (...) -> (...)
+    (broadcasting)."""
     axis = end - start
     rel = points - start
     t = ((rel * axis).sum(-1) / (axis * axis).sum(-1)).clamp(0.0, 1.0)
-    offset = rel - t[:, None] * axis
+    offset = rel - t[..., None] * axis
     return radius - torch.sqrt((offset * offset).sum(-1) + 1e-12)
 
 
@@ -239,25 +250,72 @@ CANDIDATE_MARGIN_M = 0.03
 
 def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
     """(K, 4) long rows (vertex person, capsule person, vertex, capsule) of the pairs within
-    ``CANDIDATE_MARGIN_M`` of the tolerance (no gradient)."""
+    ``CANDIDATE_MARGIN_M`` of the tolerance (no gradient).
+
+    With the surface test's clusters (``setup.surface.cluster_members``, over the same tested
+    vertices) a cluster is compared vertex by vertex only with the capsules that its posed
+    bounding sphere comes near: no vertex of the cluster can be deeper in a capsule than the
+    sphere's centre is plus the sphere's radius."""
     with torch.no_grad():
-        depths = _approximate_depths(setup, vertices, joint_frames)
-        return (depths > TOLERANCE_M - CANDIDATE_MARGIN_M).nonzero()
+        surface = setup.surface
+        if surface is None or surface.cluster_members is None:
+            depths = _approximate_depths(setup, vertices, joint_frames)
+            return (depths > TOLERANCE_M - CANDIDATE_MARGIN_M).nonzero()
+        members, member_mask = surface.clusters[:2]
+        num_people = vertices.shape[0]
+        origin = joint_frames[:, :1, :3, 3].mean(0, keepdim=True)  # (1, 1, 3)
+        points = (vertices[:, setup.vertex_slots] - origin)[:, members]  # (N, Q, K, 3)
+        weight = member_mask.to(points.dtype)[None, :, :, None]
+        centre = (points * weight).sum(2) / weight.sum(2)  # (N, Q, 3)
+        spread = (points - centre[:, :, None]).norm(dim=-1).masked_fill(~member_mask, 0.0).amax(dim=2)  # (N, Q)
+        start, end = posed_capsules(setup.capsules, joint_frames)  # (N, C, 3)
+        start, end = start - origin, end - origin
+        radius = setup.capsules.radius.to(vertices.dtype)
+        threshold = TOLERANCE_M - CANDIDATE_MARGIN_M
+        # (vertex person, cluster, capsule person, capsule) whose bound reaches the threshold
+        # (the products' rounding, well under a millimetre, is covered by a millimetre's slack).
+        bound = _depths_by_products(centre, start, end, radius) + spread[:, None, :, None] + 1e-3  # (N, N, Q, C)
+        same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
+        bound = bound.masked_fill(same_person & ~setup.cluster_self_mask(members, member_mask), -1.0)
+        person_v, person_c, cluster, capsule = (bound > threshold).nonzero(as_tuple=True)
+        if len(cluster) == 0:
+            return torch.zeros(0, 4, dtype=torch.long)
+        depth = _paired_depth(
+            points[person_v, cluster],  # (P, K, 3)
+            start[person_c, capsule][:, None],
+            end[person_c, capsule][:, None],
+            radius[capsule][:, None],
+        )  # (P, K)
+        ids = members[cluster]  # (P, K)
+        valid = member_mask[cluster] & (depth > threshold)
+        valid &= (person_v != person_c)[:, None] | setup.self_mask[ids, capsule[:, None]]
+        rows = valid.nonzero(as_tuple=True)
+        return torch.stack([person_v[rows[0]], person_c[rows[0]], ids[rows], capsule[rows[0]]], 1)
 
 
 def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
-    """:func:`penetration_depths` from dot products only: every (vertex person, capsule person)
-    combination as a few batched products over (M, C), never an (M, C, 3) tensor. Distances
-    are exact up to float32 rounding of the expanded squares (coordinates are taken about the people's
-    mean root position, so well under a millimetre): enough to pick candidates with a centimetres
-    margin."""
-    num_people = vertices.shape[0]
+    """:func:`penetration_depths` from dot products only (see :func:`_depths_by_products`),
+    (N, N, M, C), -1 where a vertex is not tested against a capsule of its own body."""
     centre = joint_frames[:, :1, :3, 3].mean(0, keepdim=True)  # (1, 1, 3)
-    points = vertices[:, setup.vertex_slots] - centre  # (N, M, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
-    start, end = start - centre, end - centre
-    count, capsules = points.shape[1], start.shape[1]
-    points = points.repeat_interleave(num_people, dim=0)  # (N * N, M, 3): vertex person major
+    depth = _depths_by_products(
+        vertices[:, setup.vertex_slots] - centre, start - centre, end - centre, setup.capsules.radius.to(vertices.dtype)
+    )
+    num_people = vertices.shape[0]
+    same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
+    return depth.masked_fill_(same_person & ~setup.self_mask, -1.0)
+
+
+def _depths_by_products(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Depth of every point of every person in every capsule of every person: points (N, M, 3),
+    start, end (N, C, 3), radius (C,) -> (N_points, N_capsules, M, C).
+
+    Every (point person, capsule person) combination is a few batched products over (M, C),
+    never an (M, C, 3) tensor. Distances are exact up to float32 rounding of the expanded
+    squares; with coordinates about the people's mean root position that is well under a
+    millimetre: enough to pick candidates with a centimetres margin."""
+    num_people, count, capsules = points.shape[0], points.shape[1], start.shape[1]
+    points = points.repeat_interleave(num_people, dim=0)  # (N * N, M, 3): point person major
     start = start.repeat(num_people, 1, 1)  # (N * N, C, 3)
     axis = end.repeat(num_people, 1, 1) - start
     axis_sq = (axis * axis).sum(-1)[:, None, :]  # (NN, 1, C)
@@ -267,10 +325,8 @@ def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_f
     rel_sq = torch.baddbmm((start * start).sum(-1)[:, None, :], points, start.transpose(1, 2), alpha=-2.0)
     rel_sq += (points * points).sum(-1, keepdim=True)
     offset_sq = rel_sq - t * (2.0 * along - t * axis_sq)
-    depth = setup.capsules.radius.to(vertices.dtype) - offset_sq.clamp_(min=0.0).sqrt_()
-    depth = depth.reshape(num_people, num_people, count, capsules)
-    same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
-    return depth.masked_fill_(same_person & ~setup.self_mask, -1.0)
+    depth = radius - offset_sq.clamp_(min=0.0).sqrt_()
+    return depth.reshape(num_people, num_people, count, capsules)
 
 
 def penetration_value(

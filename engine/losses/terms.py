@@ -10,6 +10,7 @@ translation in units of ``TRANSLATION_SCALE_M``, shape prior in squared shape co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -111,12 +112,19 @@ def stay_close_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
 
 def joint_limits_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
     """Squared excess (radians) of each joint's angle from rest over its anatomical limit."""
-    limits = inputs.setup.joint_limits
+    limits = inputs.setup.joint_limits.to(inputs.local_rotations.dtype)
     limited = torch.isfinite(limits)
-    if not bool(limited.any()):
+    rotations = inputs.local_rotations
+    # Most iterations have no joint past its limit: find those that are from the trace
+    # (angle > limit exactly when cos(angle) = (trace - 1) / 2 < cos(limit)) without
+    # gradient, and build the angle's graph only for them.
+    with torch.no_grad():
+        trace = rotations.diagonal(dim1=-2, dim2=-1).sum(-1)  # (N, J)
+        past = limited & ((trace - 1.0) * 0.5 < torch.cos(limits.clamp(max=math.pi)))
+    if not bool(past.any()):
         return {"joint_limits": inputs.vertices.new_zeros(())}
-    angles = rotation_angle(inputs.local_rotations[:, limited])
-    excess = torch.relu(angles - limits[limited].to(angles.dtype))
+    person, joint = past.nonzero(as_tuple=True)
+    excess = torch.relu(rotation_angle(rotations[person, joint]) - limits[joint])
     return {"joint_limits": (excess * excess).sum()}
 
 
