@@ -97,7 +97,11 @@ def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
     from engine.refine_job import FrameProgress, JobError, run_job
     from engine.region_map import body_regions
 
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    # One thread: the refinement's tensors are small (a few thousand vertices, a hundred
+    # joints), so threads mostly add synchronisation, and when the cores are busy (Blender
+    # drawing, another job) OpenMP threads that wait for each other stall: on the 2-core
+    # benchmark machine one case took 32 s with two threads against 1.6 s with one.
+    torch.set_num_threads(1)
     try:
         body = load_body(job.body.kind, job.body.model_path)
     except (BodyModelError, OSError) as error:
