@@ -36,9 +36,11 @@ from engine.body.kinematics import (
     VertexSubset,
     VertexSubsetCache,
     cached_rest_vertices,
+    cached_skinning_matrix,
     forward_kinematics,
     homogeneous,
     skin_vertices,
+    skin_with_matrix,
 )
 
 ANNY_SHAPE_NAMES: tuple[str, ...] = ("gender", "age", "muscle", "weight", "height", "proportions")
@@ -181,7 +183,8 @@ class AnnyBody(BodyModel):
         )
         subset = self._subsets.get(vertex_ids)
         rest = cached_rest_vertices(per_subset, subset, lambda: self._rest_vertices(coefficients, subset))
-        vertices = skin_vertices(rest, subset.weights, skeleton)
+        matrix = cached_skinning_matrix(per_subset, subset, rest)
+        vertices = skin_vertices(rest, subset.weights, skeleton) if matrix is None else skin_with_matrix(matrix, skeleton)
         return BodyOutput(
             vertices=vertices,
             joints=skeleton.world_positions,
