@@ -338,10 +338,11 @@ class GroundTruthRegions:
 
 
 def ground_truth(statics, regions, case: Case) -> PeopleState:
-    """The seed pose optimized until the contacts are made (GT_REACH: no interpenetration
-    term, the way is free), then the same contacts held while the interpenetration term
-    pushes any sunk-in surface back out (GT_REPAIR). The settings are the benchmark's own
-    (see GT_REACH), not the engine's defaults."""
+    """The seed pose optimized until the contacts are made (GT_REACH, without the
+    interpenetration term: a limb may pass through the other body on its way), then the same
+    contacts held while the interpenetration term pushes any sunk-in surface back out
+    (GT_REPAIR); both runs hold the free feet on the floor. The settings are the benchmark's
+    own (see GT_REACH), not the engine's defaults."""
     objective = ground_truth_objective(case)
     people = [PersonOptions()] * case.num_people
     gt_regions = GroundTruthRegions(regions, case)
