@@ -81,7 +81,7 @@ from engine.losses import LOSS_TERMS, LossInputs  # noqa: E402
 from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
 from engine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
 from engine.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
-from engine.optimizer import OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine  # noqa: E402
+from engine.optimizer import OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, joint_step_scale, refine  # noqa: E402
 from engine.problem import BodyStatics, PersonOptions, build_problem  # noqa: E402
 from engine.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
 from engine.regions import GROUND  # noqa: E402
@@ -134,8 +134,10 @@ GT_REACH = OptimizerConfig(
     early_stop_slope=math.inf,
     seed=0,
     rotation_scale=0.25,
+    stiffness_step_scaling=False,
     translation_scale=0.25,
     penetration_refresh=(1, 1),
+    penetration_refresh_motion_m=0.01,
 )
 GT_REPAIR = replace(
     GT_REACH,
@@ -143,7 +145,8 @@ GT_REPAIR = replace(
         contact=(10000.0, 10000.0),
         stay_close=(2.0, 2.0),
         joint_limits=(1e5, 1e5),
-        penetration=(3000.0, 3000.0),
+        # 3000 at the interpenetration term's former 1 cm depth scale (now 5 cm: 25 times less per unit weight)
+        penetration=(75000.0, 75000.0),
         shape_prior=(0.0, 0.0),
         keypoints_2d=(0.0, 0.0),
     ),
@@ -434,7 +437,7 @@ def penetration_after(body, regions, case: Case, out) -> float:
 
 # Part of every case's cache key: bump it when the construction changes in a way the key does
 # not see (the code of ground_truth, perturb or build_case; the key holds their settings).
-CASE_CACHE_VERSION = 1
+CASE_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -577,13 +580,14 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
     setup = replace(problem.setup, penetration=penetration)
     offsets = torch.zeros(initial.local_rotations.shape[:2] + (3,), requires_grad=True)
     shift = torch.zeros(initial.root_translation.shape, requires_grad=True)
-    shape = initial.shape.clone().requires_grad_(True)
-    joint_mask = problem.movable_joints.float()[..., None] * config.rotation_scale
+    shape_offsets = torch.zeros(initial.shape.shape, requires_grad=True)
+    shape_unit = problem.setup.shape_unit
+    joint_mask = joint_step_scale(problem, config.rotation_scale, config.stiffness_step_scaling)
     iterations = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
-        params = [offsets, shift] + ([shape] if config.optimize_shape[stage] else [])
-        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage])
+        params = [offsets, shift] + ([shape_offsets] if config.optimize_shape[stage] else [])
+        optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []
         done = 0
         for iteration in range(1, config.max_iterations[stage] + 1):
@@ -591,6 +595,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
             pose_offsets = offsets * joint_mask
             rotations = initial.local_rotations @ axis_angle_to_matrix(pose_offsets)
             translation = shift * config.translation_scale
+            shape = initial.shape + shape_offsets * shape_unit
             current_shape = shape if config.optimize_shape[stage] else shape.detach()
             out = body.forward(rotations, initial.root_translation + translation, current_shape, all_ids)
             inputs = LossInputs(setup, out.vertices, out.joints, out.joint_frames, rotations, pose_offsets, translation, current_shape)
@@ -611,7 +616,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
         state = PeopleState(
             initial.local_rotations @ axis_angle_to_matrix(offsets * joint_mask),
             initial.root_translation + shift * config.translation_scale,
-            shape.detach(),
+            (initial.shape + shape_offsets * shape_unit).detach(),
         )
     return state, time.perf_counter() - started, tuple(iterations)
 

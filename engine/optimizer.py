@@ -109,9 +109,15 @@ class OptimizerConfig:
     # per step at lr 0.01 and overshoot the contact; this scale keeps the paper's learning
     # rates while making one step move a limb about as far as on a 21-joint SMPL-X body.
     rotation_scale: float = 0.25
-    # Metres of root translation per unit of the optimized variable, for the same reason: at
-    # lr 0.01 an unscaled root moves 1 cm per step.
-    translation_scale: float = 0.25
+    # Divide each joint's step by the square root of its stay-close weight relative to the
+    # most flexible joint of its person (see joint_step_scale).
+    stiffness_step_scaling: bool = True
+    # Metres of root translation per unit of the optimized variable. The stay-close term holds
+    # the root as hard as 1 radian of joint rotation per 1 cm (engine.losses.terms
+    # TRANSLATION_SCALE_M), so 5 mm per unit gives one step of the root the stay-close cost of
+    # one step of a limb joint; at 0.25 m per unit every step shifted both people by 2.5 mm,
+    # whose stay-close cost outweighed the contact and made the loss jump from step to step.
+    translation_scale: float = 0.005
     # Every this many steps (per stage) the vertex-capsule and surface pairs near or past
     # contact are found again (engine.losses.penetration); in between only those are
     # evaluated. Stage 2's learning rate is ten times smaller, so its surfaces move much less
@@ -202,10 +208,35 @@ def _slope(values: list[float]) -> float:
     return num / den
 
 
+def joint_step_scale(problem: RefineProblem, rotation_scale: float, stiffness_step_scaling: bool) -> torch.Tensor:
+    """(N, J, 1) radians per unit of each joint's optimized variable, 0 for joints that must
+    not move.
+
+    Why the stiffness enters: Adam moves every variable by about the learning rate per step
+    whatever the size of its gradient, so on the way to a contact every joint whose gradient
+    points that way, the spine and the root's orientation as much as the arm, turns at the
+    same rate; the stay-close term pulls the stiff joints back only slowly, and the stage
+    ends with the trunk bent (the pose drifts while the contact closes). Dividing a joint's
+    step by the square root of its stay-close weight relative to its person's most flexible
+    joint gives every joint's step the same stay-close cost, so the limb that makes the
+    contact moves first, as the weights intend."""
+    movable = problem.movable_joints.to(torch.float32)[..., None]
+    if not stiffness_step_scaling:
+        return movable * rotation_scale
+    weights = problem.setup.joint_weights.to(torch.float32)  # (N, J)
+    flexible_candidates = torch.where(problem.movable_joints & (weights > 0), weights, torch.full_like(weights, math.inf))
+    flexible = flexible_candidates.amin(dim=1, keepdim=True)
+    flexible = torch.where(torch.isfinite(flexible), flexible, torch.ones_like(flexible))
+    relative = (weights / flexible).clamp(min=1.0)
+    return movable * (rotation_scale / relative.sqrt())[..., None]
+
+
 class OptimizationVariables:
     """The optimized tensors and how they make a state."""
 
-    def __init__(self, problem: RefineProblem, rotation_scale: float, translation_scale: float):
+    def __init__(
+        self, problem: RefineProblem, rotation_scale: float, translation_scale: float, stiffness_step_scaling: bool = True
+    ):
         initial = problem.initial
         n, j = initial.local_rotations.shape[:2]
         self.problem = problem
@@ -218,7 +249,7 @@ class OptimizationVariables:
         # and Anny's phenotypes, whose unit is 0.02, would otherwise jump half a unit a step.
         self.shape_unit = float(problem.setup.shape_unit)
         self.shape_offsets = torch.zeros_like(initial.shape, requires_grad=True)
-        self.joint_mask = problem.movable_joints.to(torch.float32)[..., None]
+        self.joint_scale = joint_step_scale(problem, rotation_scale, stiffness_step_scaling)
         self.people_mask = problem.movable_people.to(torch.float32)[:, None]
         self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
         # Stages that do not optimize shape pass it without gradient, so the body can reuse
@@ -237,7 +268,7 @@ class OptimizationVariables:
 
     def inputs(self) -> LossInputs:
         problem, initial = self.problem, self.problem.initial
-        offsets = self.pose_offsets * (self.joint_mask * self.rotation_scale)
+        offsets = self.pose_offsets * self.joint_scale
         translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
         shape = initial.shape + self.shape_offsets * (self.people_mask * self.shape_unit)
         if not self.shape_active:
@@ -294,7 +325,7 @@ def refine(
     starting point (the stay-close term still pulls towards this frame's own initial pose)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    variables = OptimizationVariables(problem, config.rotation_scale, config.translation_scale)
+    variables = OptimizationVariables(problem, config.rotation_scale, config.translation_scale, config.stiffness_step_scaling)
     if warm_start is not None:
         with torch.no_grad():
             variables.pose_offsets.copy_(warm_start.pose_offsets)

@@ -28,9 +28,10 @@ PENETRATION_VERTICES = 600
 # it anchors the body when there are no 2D keypoints.
 GLOBAL_ORIENTATION_WEIGHT = 1000.0
 # Saturation scale of the LMM's contact rows (engine.losses.contact, "Robust LMM rows"): a
-# regressor leaves a true contact open by a few centimetres to a decimetre, which still pulls
-# with 37-90% of full force; a wrong row 30 cm or more from satisfied pulls with under 5%.
-LMM_SATURATION_M = 0.1
+# regressor leaves a true contact open by a few centimetres to two decimetres (the benchmark's
+# hug starts 21 cm open), which still pulls with 35-90% of full force; a wrong row 60 cm or
+# more from satisfied pulls with under 5%. At 0.1 m a 21 cm gap pulled with 12% and stayed open.
+LMM_SATURATION_M = 0.2
 # Per-joint stiffness of the stay-close term by how much of the body a joint carries: the
 # multiplier is the share of skinning weight in the joint's subtree divided by this share
 # (at least 1). On Anny a hand, forearm, upper arm or leg keeps the base weight (about 1-1.3),

@@ -16,6 +16,7 @@ from engine.optimizer import (
     PeopleState,
     StageWeights,
     default_weights,
+    joint_step_scale,
     refine,
 )
 from engine.problem import BodyStatics, PersonOptions, build_problem
@@ -140,3 +141,47 @@ def test_stage_weights_check_lengths_and_overrides():
         weights.with_overrides({"gmm": (1.0, 1.0)})
     with pytest.raises(ValueError, match="one per stage"):
         OptimizerConfig(weights=weights, learning_rates=(0.01,))
+
+
+def test_step_scale_follows_the_stay_close_stiffness(body, statics):
+    people = [PersonOptions(pinned_joints=("right_elbow",), joint_weights={"spine": 9.0}), PersonOptions(movable=False)]
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), scene(body), people)
+    weights = problem.setup.joint_weights
+    scale = joint_step_scale(problem, 0.25, stiffness_step_scaling=True)[..., 0]
+    plain = joint_step_scale(problem, 0.25, stiffness_step_scaling=False)[..., 0]
+    movable = problem.movable_joints
+    assert torch.equal(scale == 0, ~movable) and torch.equal(plain == 0, ~movable)
+    assert set(plain[movable].tolist()) == {0.25}
+    # The most flexible joint keeps the full step; the others' steps shrink with the square
+    # root of their weight relative to it (the artist's 9x stiffer spine: a third).
+    flexible = weights[0][movable[0]].min()
+    expected = 0.25 / (weights[0] / flexible).clamp(min=1.0).sqrt()
+    assert torch.allclose(scale[0][movable[0]], expected[movable[0]])
+    spine = body.joint_names.index("spine")
+    assert float(scale[0, spine]) < float(scale[0, body.joint_names.index("right_shoulder")])
+    assert float(scale[0, 0]) < 0.25 / 10  # the root's orientation is held a thousand times harder
+
+
+def test_candidate_search_follows_the_motion_of_the_vertices(body, statics, monkeypatch):
+    import engine.optimizer as optimizer_module
+
+    searches: list[int] = []
+    real_search = optimizer_module.penetration_candidates
+
+    def counting_search(*args):
+        searches.append(1)
+        return real_search(*args)
+
+    monkeypatch.setattr(optimizer_module, "penetration_candidates", counting_search)
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), scene(body), [PersonOptions()] * 2)
+    base = OptimizerConfig(
+        weights=default_weights(2), max_iterations=(40, 1), early_stop_slope=1e9, penetration_refresh=(1000, 1000)
+    )
+    refine(problem, dataclasses.replace(base, penetration_refresh_motion_m=10.0))
+    only_at_start = len(searches)
+    searches.clear()
+    refine(problem, dataclasses.replace(base, penetration_refresh_motion_m=0.001))
+    # One search at the start of each stage when nothing moves far; more when the arm swings
+    # a millimetre between searches.
+    assert only_at_start == 2
+    assert len(searches) > 5

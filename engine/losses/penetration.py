@@ -32,8 +32,13 @@ import numpy as np
 import torch
 
 TOLERANCE_M = 0.005
-# Depth normalisation: 1 cm beyond the tolerance costs 1 per vertex-capsule pair.
-DEPTH_SCALE_M = 0.01
+# Depth normalisation: 5 cm beyond the tolerance costs 1 per vertex pair. Why not stiffer: a
+# limb reaching a contact crosses several millimetres per optimizer step, and a penalty that
+# jumps from nothing to many times the contact's pull in one step (1 cm here once cost 100x
+# more) makes Adam reverse and then crawl for the next twenty steps, which the early-stop
+# slope reads as convergence: the stage ends with the contact open. At this scale a few
+# vertices a centimetre deep still push back harder than a contact pulls.
+DEPTH_SCALE_M = 0.05
 ADJACENT_HOPS = 3
 REST_NEAR_M = 0.03
 MIN_CAPSULE_VERTICES = 30
