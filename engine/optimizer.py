@@ -126,11 +126,11 @@ class OptimizerConfig:
     # early-stop slope mistakes for convergence.
     penetration_refresh: tuple[int, ...] = (5, 10)
     # ... and sooner, as soon as some skinned vertex has moved this far since the last search:
-    # the searches keep pairs up to 2 cm (surface) and 3 cm (capsules) short of penetrating,
-    # and two surfaces that each move at most this far close a gap of at most twice it. Large
-    # early steps (a hand crossing 5-10 mm per step towards its contact) would otherwise sink
+    # the searches keep pairs up to 3 cm short of penetrating (surface and capsules), and two
+    # surfaces that each move at most this far close a gap of at most twice it. Large early
+    # steps (a hand crossing 5-10 mm per step towards its contact) would otherwise sink
     # through a surface between two searches and meet a sudden deep penalty.
-    penetration_refresh_motion_m: float = 0.01
+    penetration_refresh_motion_m: float = 0.015
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages

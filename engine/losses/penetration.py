@@ -377,7 +377,7 @@ def penetration_value(
 # gradient: the push is along the surface normal, as a contact force is.
 SURFACE_TOLERANCE_M = 0.003
 SURFACE_MAX_DISTANCE_M = 0.06
-SURFACE_CANDIDATE_MARGIN_M = 0.02
+SURFACE_CANDIDATE_MARGIN_M = 0.03
 # A point whose nearest sample vertex lies far to the side of it (along the surface) is not
 # measured: on a curved limb the tangent plane of a vertex that far away passes outside the
 # skin, and the point would look sunk in while it only touches. The tested sample is sparse
