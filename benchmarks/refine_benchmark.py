@@ -339,6 +339,9 @@ class GroundTruthRegions:
     def subsample(self, region: str) -> np.ndarray:
         return self.regions.vertex_ids(region) if region in self.on_floor else self.regions.subsample(region)
 
+    def vertex_ids(self, region: str) -> np.ndarray:
+        return self.regions.vertex_ids(region)
+
 
 def ground_truth(statics, regions, case: Case) -> PeopleState:
     """The seed pose optimized until the contacts are made (GT_REACH, without the
@@ -437,7 +440,7 @@ def penetration_after(body, regions, case: Case, out) -> float:
 
 # Part of every case's cache key: bump it when the construction changes in a way the key does
 # not see (the code of ground_truth, perturb or build_case; the key holds their settings).
-CASE_CACHE_VERSION = 2
+CASE_CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 from engine.body.base import BodyModel
 from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
 from engine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
-from engine.losses.penetration import build_penetration_setup, build_surface_setup, fit_capsules
+from engine.losses.penetration import build_penetration_setup, build_surface_setup, fit_capsules, proxy_bones
 from engine.metrics import vertex_normals
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
@@ -98,6 +98,38 @@ class BodyStatics:
         self.penetration_sample = np.arange(0, body.num_vertices, stride, dtype=np.int64)
 
 
+def contact_capsule_exemptions(
+    objective: ContactObjective, regions, statics: BodyStatics, tested: np.ndarray, capsule_bones: Sequence[int]
+) -> np.ndarray:
+    """(M, C) bool: the tested vertices of one region of a contact pair against the capsules of
+    the bones that carry the pair's other region (both ways).
+
+    Why: a capsule's rounded end reaches past its bone into the neighbouring region (the upper
+    arm's into the shoulder), so a hand that must rest on the shoulder meets the upper arm's
+    capsule first and stops centimetres short. For these pairs the mesh surface test alone
+    guards against sinking in; every other capsule still holds."""
+    body = statics.body
+    dominant = proxy_bones(statics.skinning.argmax(1), body.parents, capsule_bones)
+    column = {bone: i for i, bone in enumerate(capsule_bones)}
+    exempt = np.zeros((len(tested), len(capsule_bones)), dtype=bool)
+    position = {int(v): i for i, v in enumerate(tested)}
+
+    def rows_of(region: str) -> list[int]:
+        return [position[int(v)] for v in regions.vertex_ids(region) if int(v) in position]
+
+    def columns_of(region: str) -> list[int]:
+        return sorted({column[int(b)] for b in np.unique(dominant[regions.vertex_ids(region)]) if int(b) in column})
+
+    for pair in objective.pairs():
+        if pair.is_ground:
+            continue
+        for near, far in ((pair.region_a, pair.region_b), (pair.region_b, pair.region_a)):
+            rows, columns = rows_of(near), columns_of(far)
+            if rows and columns:
+                exempt[np.ix_(rows, columns)] = True
+    return exempt
+
+
 def _check_joint_names(body: BodyModel, names, where: str) -> None:
     unknown = sorted(set(names) - set(body.joint_names) - {ROOT_TRANSLATION, GLOBAL_ORIENTATION})
     if unknown:
@@ -166,7 +198,15 @@ def build_problem(
         )
         # The capsule search reuses the surface sample's clusters: both test the same vertices.
         assert torch.equal(surface.slots, penetration_setup.vertex_slots)
-        penetration_setup = replace(penetration_setup, surface=surface)
+        exempt = torch.as_tensor(
+            contact_capsule_exemptions(objective, regions, statics, tested, penetration_setup.capsules.bones.tolist())
+        )
+        penetration_setup = replace(
+            penetration_setup,
+            surface=surface,
+            self_mask=penetration_setup.self_mask & ~exempt,
+            other_mask=~exempt,
+        )
     keypoint_setup = None
     if keypoints is not None:
         keypoint_setup = KeypointSetup(

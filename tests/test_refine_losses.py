@@ -330,3 +330,35 @@ def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_fi
     assert len(every_vertex) > 50
     assert {1, 0} <= set(every_vertex[:, 1].tolist())  # rows against both bodies
     assert sorted(map(tuple, by_clusters.tolist())) == sorted(map(tuple, every_vertex.tolist()))
+
+
+def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back():
+    from support.synthetic_body import SyntheticBody
+
+    from engine.problem import BodyStatics, PersonOptions, build_problem, contact_capsule_exemptions
+    from engine.optimizer import PeopleState
+
+    body = SyntheticBody()
+    statics = BodyStatics(body, body.default_shape())
+    pair = RegionPair(0, "right_hand", 1, "left_shoulder")
+    objective = ContactObjective((ContactTerm(options=(((pair,),),), weight=1.0, source="artist", label="x"),))
+    rotations = torch.eye(3).repeat(2, len(body.joint_names), 1, 1)
+    initial = PeopleState(rotations, torch.tensor([[0.0, 0.0, 0.0], [-1.2, -0.3, 0.0]]), torch.zeros(2, 2))
+    problem = build_problem(statics, body.regions, objective, initial, [PersonOptions()] * 2)
+    setup = problem.setup.penetration
+    tested = problem.vertex_ids[setup.vertex_slots].numpy()
+    bones = setup.capsules.bones.tolist()
+    exempt = contact_capsule_exemptions(objective, body.regions, statics, tested, bones)
+    hand = np.isin(tested, body.regions.vertex_ids("right_hand"))
+    dominant = statics.skinning.argmax(1)
+    shoulder_bones = {int(b) for b in dominant[body.regions.vertex_ids("left_shoulder")]}
+    assert hand.any() and exempt.any()
+    for column, bone in enumerate(bones):
+        # Hand vertices skip exactly the capsules of the bones under the shoulder region ...
+        if bone in shoulder_bones:
+            assert exempt[hand, column].all()
+    # ... and every vertex keeps every capsule of a bone that carries neither region.
+    hand_bones = {int(b) for b in dominant[body.regions.vertex_ids("right_hand")]}
+    others = [c for c, b in enumerate(bones) if b not in shoulder_bones | hand_bones]
+    assert others and not exempt[:, others].any()
+    assert torch.equal(setup.other_mask, torch.as_tensor(~exempt))

@@ -45,6 +45,9 @@ class RegionVertices(Protocol):
     def subsample(self, region: str) -> np.ndarray:  # (K,) vertex ids of the fixed subsample
         ...
 
+    def vertex_ids(self, region: str) -> np.ndarray:  # every vertex id of the region
+        ...
+
 
 @dataclass(frozen=True)
 class ContactIndex:

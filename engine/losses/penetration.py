@@ -73,6 +73,8 @@ class PenetrationSetup:
     vertex_slots: (M,) long indices into the posed needed-vertex tensor of the vertices tested.
     self_mask: (M, C) bool: True where a vertex of a person is tested against a capsule of the
         same person.
+    other_mask: (M, C) bool: True where a vertex is tested against a capsule of another
+        person (None: every pair).
     surface: the mesh-based surface test (see "surface (mesh) test" below), or None.
     """
 
@@ -80,15 +82,23 @@ class PenetrationSetup:
     vertex_slots: torch.Tensor
     self_mask: torch.Tensor
     surface: "SurfaceSetup | None" = None
+    other_mask: torch.Tensor | None = None
 
-    def cluster_self_mask(self, members: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(Q, C) bool: some vertex of the cluster is tested against the capsule in its own
-        body (computed once per clustering)."""
-        cached = self.__dict__.get("_cluster_self_mask")
+    def person_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, C) bool masks of the tested (vertex, capsule) pairs within one body and across
+        two bodies."""
+        other = self.other_mask if self.other_mask is not None else torch.ones_like(self.self_mask)
+        return self.self_mask, other
+
+    def cluster_masks(self, members: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q, C) bool: some vertex of the cluster is tested against the capsule, within one
+        body and across two (computed once per clustering)."""
+        cached = self.__dict__.get("_cluster_masks")
         if cached is None or cached[0] is not members:
-            allowed = (self.self_mask[members] & mask[:, :, None]).any(dim=1)
+            within, across = self.person_masks()
+            allowed = tuple((m[members] & mask[:, :, None]).any(dim=1) for m in (within, across))
             cached = (members, allowed)
-            object.__setattr__(self, "_cluster_self_mask", cached)
+            object.__setattr__(self, "_cluster_masks", cached)
         return cached[1]
 
 
@@ -241,8 +251,8 @@ def penetration_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_fr
         cols = []
         for b in range(num_people):
             depth = signed_depth(points[a : a + 1], start[b : b + 1], end[b : b + 1], radius[None])[0]
-            if a == b:
-                depth = depth.masked_fill(~setup.self_mask, -1.0)
+            within, across = setup.person_masks()
+            depth = depth.masked_fill(~(within if a == b else across), -1.0)
             cols.append(depth)
         rows.append(torch.stack(cols))
     return torch.stack(rows)
@@ -281,7 +291,8 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
         # (the products' rounding, well under a millimetre, is covered by a millimetre's slack).
         bound = _depths_by_products(centre, start, end, radius) + spread[:, None, :, None] + 1e-3  # (N, N, Q, C)
         same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
-        bound = bound.masked_fill(same_person & ~setup.cluster_self_mask(members, member_mask), -1.0)
+        within, across = setup.cluster_masks(members, member_mask)
+        bound = bound.masked_fill(torch.where(same_person, ~within, ~across), -1.0)
         person_v, person_c, cluster, capsule = (bound > threshold).nonzero(as_tuple=True)
         if len(cluster) == 0:
             return torch.zeros(0, 4, dtype=torch.long)
@@ -293,7 +304,8 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
         )  # (P, K)
         ids = members[cluster]  # (P, K)
         valid = member_mask[cluster] & (depth > threshold)
-        valid &= (person_v != person_c)[:, None] | setup.self_mask[ids, capsule[:, None]]
+        within, across = setup.person_masks()
+        valid &= torch.where((person_v == person_c)[:, None], within[ids, capsule[:, None]], across[ids, capsule[:, None]])
         rows = valid.nonzero(as_tuple=True)
         return torch.stack([person_v[rows[0]], person_c[rows[0]], ids[rows], capsule[rows[0]]], 1)
 
@@ -308,7 +320,8 @@ def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_f
     )
     num_people = vertices.shape[0]
     same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
-    return depth.masked_fill_(same_person & ~setup.self_mask, -1.0)
+    within, across = setup.person_masks()
+    return depth.masked_fill_(torch.where(same_person, ~within, ~across), -1.0)
 
 
 def _depths_by_products(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
