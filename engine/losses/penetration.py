@@ -393,9 +393,11 @@ SURFACE_MAX_DISTANCE_M = 0.06
 SURFACE_CANDIDATE_MARGIN_M = 0.03
 # A point whose nearest sample vertex lies far to the side of it (along the surface) is not
 # measured: on a curved limb the tangent plane of a vertex that far away passes outside the
-# skin, and the point would look sunk in while it only touches. The tested sample is sparse
-# (a few centimetres between vertices), so this is about half its spacing.
-SURFACE_MAX_LATERAL_M = 0.015
+# skin, and the point would look sunk in while it only touches (l^2 / 2R: 2 mm on a thigh,
+# 5 mm on a thin forearm at 2 cm, under the 3 mm tolerance on most of the body). The tested
+# sample is sparse (a few centimetres between vertices); at 1.5 cm fingers of a hand round a
+# waist sank 18 mm into the lower back between sample vertices unmeasured.
+SURFACE_MAX_LATERAL_M = 0.02
 # Within one body, only vertices at least this far apart in the rest pose are tested against
 # each other (more than SURFACE_MAX_DISTANCE_M): where the skin folds (armpit, crotch, between
 # the thighs) a sparse sample's nearest vertex and normal cannot tell touching from sinking in,
