@@ -77,11 +77,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.body import load_body  # noqa: E402
 from engine.cache import cache_dir  # noqa: E402
 from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
-from engine.losses import LOSS_TERMS, LossInputs  # noqa: E402
+from engine.losses import LOSS_TERMS  # noqa: E402
 from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
 from engine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
 from engine.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
-from engine.optimizer import OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, joint_step_scale, refine  # noqa: E402
+from engine.optimizer import OptimizationVariables, OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine  # noqa: E402
 from engine.problem import BodyStatics, PersonOptions, build_problem  # noqa: E402
 from engine.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
 from engine.regions import GROUND  # noqa: E402
@@ -141,14 +141,11 @@ GT_REACH = OptimizerConfig(
 )
 GT_REPAIR = replace(
     GT_REACH,
-    weights=StageWeights(
+    weights=replace(
+        GT_REACH.weights,
         contact=(10000.0, 10000.0),
-        stay_close=(2.0, 2.0),
-        joint_limits=(1e5, 1e5),
         # 3000 at the interpenetration term's former 1 cm depth scale (now 5 cm: 25 times less per unit weight)
         penetration=(75000.0, 75000.0),
-        shape_prior=(0.0, 0.0),
-        keypoints_2d=(0.0, 0.0),
     ),
     max_iterations=(200, 100),
 )
@@ -570,39 +567,30 @@ def naive_contact(objective: ContactObjective, regions, vertices: torch.Tensor, 
 
 
 def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, config: OptimizerConfig) -> tuple[PeopleState, float, tuple[int, ...]]:
-    """Same two-stage schedule, parameterisation and other terms; the contact term naive and
-    every vertex skinned."""
+    """Same two-stage schedule, parameterisation (the engine's OptimizationVariables) and other
+    terms; the contact term naive, every vertex skinned and the interpenetration pairs searched
+    afresh every step."""
     started = time.perf_counter()
-    body, initial = problem.body, problem.initial
+    body = problem.body
     rng = random.Random(config.seed)
-    all_ids = torch.arange(body.num_vertices)
     slots = problem.vertex_ids[problem.setup.penetration.vertex_slots]
     penetration = replace(problem.setup.penetration, vertex_slots=slots)
     if penetration.surface is not None:  # its slots, too, must point into the full mesh
         penetration = replace(penetration, surface=replace(penetration.surface, slots=problem.vertex_ids[penetration.surface.slots]))
-    setup = replace(problem.setup, penetration=penetration)
-    offsets = torch.zeros(initial.local_rotations.shape[:2] + (3,), requires_grad=True)
-    shift = torch.zeros(initial.root_translation.shape, requires_grad=True)
-    shape_offsets = torch.zeros(initial.shape.shape, requires_grad=True)
-    shape_unit = problem.setup.shape_unit
-    joint_mask = joint_step_scale(problem, config.rotation_scale, config.stiffness_step_scaling)
+    full_mesh = replace(problem, setup=replace(problem.setup, penetration=penetration), vertex_ids=torch.arange(body.num_vertices))
+    variables = OptimizationVariables(full_mesh, config.rotation_scale, config.translation_scale, config.stiffness_step_scaling)
     iterations = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
-        params = [offsets, shift] + ([shape_offsets] if config.optimize_shape[stage] else [])
+        variables.shape_active = config.optimize_shape[stage]
+        params = [variables.pose_offsets, variables.translation_offsets] + ([variables.shape_offsets] if variables.shape_active else [])
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []
         done = 0
         for iteration in range(1, config.max_iterations[stage] + 1):
             optimizer.zero_grad()
-            pose_offsets = offsets * joint_mask
-            rotations = initial.local_rotations @ axis_angle_to_matrix(pose_offsets)
-            translation = shift * config.translation_scale
-            shape = initial.shape + shape_offsets * shape_unit
-            current_shape = shape if config.optimize_shape[stage] else shape.detach()
-            out = body.forward(rotations, initial.root_translation + translation, current_shape, all_ids)
-            inputs = LossInputs(setup, out.vertices, out.joints, out.joint_frames, rotations, pose_offsets, translation, current_shape)
-            loss = weights["contact"] * naive_contact(objective, regions, out.vertices, setup.floor_height, rng)
+            inputs = variables.inputs()
+            loss = weights["contact"] * naive_contact(objective, regions, inputs.vertices, inputs.setup.floor_height, rng)
             for name, weight in weights.items():
                 if name != "contact" and weight:
                     loss = loss + weight * LOSS_TERMS[name](inputs)[name]
@@ -615,13 +603,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
                 if np.polyfit(np.arange(len(window)), window, 1)[0] > config.early_stop_slope:
                     break
         iterations.append(done)
-    with torch.no_grad():
-        state = PeopleState(
-            initial.local_rotations @ axis_angle_to_matrix(offsets * joint_mask),
-            initial.root_translation + shift * config.translation_scale,
-            (initial.shape + shape_offsets * shape_unit).detach(),
-        )
-    return state, time.perf_counter() - started, tuple(iterations)
+    return variables.state(), time.perf_counter() - started, tuple(iterations)
 
 
 # ----------------------------------------------------------------------------------- main

@@ -8,9 +8,10 @@ of a least-squares line through the last ``early_stop_window`` total losses is a
 Rotations are optimized as axis-angle *offsets* from the initial local rotations,
 ``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
 squared offset angle, and a joint that must not move (pinned, frozen, or of a fixed person)
-simply has its offset masked to zero, so no gradient ever reaches it. One unit of the
-variable is ``rotation_scale`` radians (``translation_scale`` metres for the root), see
-``OptimizerConfig``.
+simply has its offset masked to zero, so no gradient ever reaches it. One unit of a joint's
+variable is ``rotation_scale`` radians divided by the square root of the joint's relative
+stay-close stiffness (:func:`joint_step_scale`), ``translation_scale`` metres for the root's
+translation and one shape unit for the shape, see ``OptimizerConfig``.
 
 Safeguards: a non-finite loss or gradient restores the last state with a finite loss and
 ends the stage (with a warning); each stage ends in the best state it visited; the run is
@@ -240,7 +241,6 @@ class OptimizationVariables:
         initial = problem.initial
         n, j = initial.local_rotations.shape[:2]
         self.problem = problem
-        self.rotation_scale = rotation_scale
         self.translation_scale = translation_scale
         self.pose_offsets = torch.zeros(n, j, 3, requires_grad=True)
         self.translation_offsets = torch.zeros(n, 3, requires_grad=True)

@@ -36,11 +36,9 @@ from engine.body.kinematics import (
     VertexSubset,
     VertexSubsetCache,
     cached_rest_vertices,
-    cached_skinning_matrix,
     forward_kinematics,
     homogeneous,
-    skin_vertices,
-    skin_with_matrix,
+    skin_subset,
 )
 
 ANNY_SHAPE_NAMES: tuple[str, ...] = ("gender", "age", "muscle", "weight", "height", "proportions")
@@ -183,8 +181,7 @@ class AnnyBody(BodyModel):
         )
         subset = self._subsets.get(vertex_ids)
         rest = cached_rest_vertices(per_subset, subset, lambda: self._rest_vertices(coefficients, subset))
-        matrix = cached_skinning_matrix(per_subset, subset, rest)
-        vertices = skin_vertices(rest, subset.weights, skeleton) if matrix is None else skin_with_matrix(matrix, skeleton)
+        vertices = skin_subset(per_subset, subset, rest, skeleton)
         return BodyOutput(
             vertices=vertices,
             joints=skeleton.world_positions,

@@ -278,6 +278,18 @@ def cached_skinning_matrix(
     return matrix
 
 
+def skin_subset(
+    per_subset: dict[bytes, torch.Tensor] | None, subset: VertexSubset, rest_vertices: torch.Tensor, skeleton: PosedSkeleton
+) -> torch.Tensor:
+    """Skin ``subset``'s rest vertices (B or 1, V', 3): by its cached :func:`skinning_matrix`
+    when the rest vertices belong to a cached shape (``per_subset`` given), else by
+    :func:`skin_vertices`. Returns (B, V', 3)."""
+    matrix = cached_skinning_matrix(per_subset, subset, rest_vertices)
+    if matrix is not None:
+        return skin_with_matrix(matrix, skeleton)
+    return skin_vertices(rest_vertices, subset.weights, skeleton)
+
+
 def cached_rest_vertices(
     per_subset: dict[bytes, torch.Tensor] | None, subset: VertexSubset, compute
 ) -> torch.Tensor:

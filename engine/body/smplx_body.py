@@ -40,11 +40,9 @@ from engine.body.kinematics import (
     RestCache,
     VertexSubsetCache,
     cached_rest_vertices,
-    cached_skinning_matrix,
     forward_kinematics,
     homogeneous,
-    skin_vertices,
-    skin_with_matrix,
+    skin_subset,
 )
 from engine.body.smplx_data import SMPLX_JOINT_NAMES, SMPLX_NUM_VERTICES, SMPLX_PARENTS
 
@@ -252,14 +250,8 @@ class SmplxBody(BodyModel):
             identity = torch.eye(3, dtype=self.dtype)
             pose_feature = (rotations[:, 1:] - identity).reshape(batch, -1)
             rest = rest + (pose_feature @ subset.extra[0]).reshape(batch, -1, 3)
-            vertices = skin_vertices(rest.expand(batch, -1, -1), subset.weights, skeleton)
-        else:
-            # Without pose correctives the rest vertices depend on the shape alone.
-            matrix = cached_skinning_matrix(per_subset, subset, rest)
-            if matrix is None:
-                vertices = skin_vertices(rest.expand(batch, -1, -1), subset.weights, skeleton)
-            else:
-                vertices = skin_with_matrix(matrix, skeleton)
+        # With pose correctives the rest vertices depend on the pose: nothing to cache.
+        vertices = skin_subset(None if self.pose_correctives else per_subset, subset, rest, skeleton)
         to_world = self._model_to_world
         world_rotations = to_world @ skeleton.world_rotations
         world_positions = skeleton.world_positions @ to_world.T

@@ -217,6 +217,15 @@ def signed_depth(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, r
     return radius[:, None, :] - distance
 
 
+def _cluster_spheres(grouped: torch.Tensor, member_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounding spheres of posed clusters: grouped (N, Q, K, 3) member positions, member_mask
+    (Q, K) -> centres (N, Q, 3) and radii (N, Q) (padding members left out)."""
+    weight = member_mask.to(grouped.dtype)[None, :, :, None]
+    centre = (grouped * weight).sum(2) / weight.sum(2)
+    radius = (grouped - centre[:, :, None]).norm(dim=-1).masked_fill(~member_mask, 0.0).amax(dim=2)
+    return centre, radius
+
+
 def _paired_depth(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """Depth of point k in capsule k. points, start, end: (..., 3); radius: (...) -> (...)
     (broadcasting)."""
@@ -246,12 +255,12 @@ def penetration_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_fr
     points = vertices[:, setup.vertex_slots]  # (N, M, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
     radius = setup.capsules.radius.to(vertices.dtype)
+    within, across = setup.person_masks()
     rows = []
     for a in range(num_people):
         cols = []
         for b in range(num_people):
             depth = signed_depth(points[a : a + 1], start[b : b + 1], end[b : b + 1], radius[None])[0]
-            within, across = setup.person_masks()
             depth = depth.masked_fill(~(within if a == b else across), -1.0)
             cols.append(depth)
         rows.append(torch.stack(cols))
@@ -280,9 +289,7 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
         num_people = vertices.shape[0]
         origin = joint_frames[:, :1, :3, 3].mean(0, keepdim=True)  # (1, 1, 3)
         points = (vertices[:, setup.vertex_slots] - origin)[:, members]  # (N, Q, K, 3)
-        weight = member_mask.to(points.dtype)[None, :, :, None]
-        centre = (points * weight).sum(2) / weight.sum(2)  # (N, Q, 3)
-        spread = (points - centre[:, :, None]).norm(dim=-1).masked_fill(~member_mask, 0.0).amax(dim=2)  # (N, Q)
+        centre, spread = _cluster_spheres(points, member_mask)  # (N, Q, 3), (N, Q)
         start, end = posed_capsules(setup.capsules, joint_frames)  # (N, C, 3)
         start, end = start - origin, end - origin
         radius = setup.capsules.radius.to(vertices.dtype)
@@ -543,10 +550,8 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         members, member_mask, self_pairs, self_blocks = setup.clusters
         num_clusters = members.shape[0]
         grouped = points[:, members]  # (N, M, K, 3)
-        weight = member_mask.to(points.dtype)[None, :, :, None]
-        centre = (grouped * weight).sum(2) / weight.sum(2)  # (N, M, 3)
-        spread = (grouped - centre[:, :, None]).norm(dim=-1).masked_fill(~member_mask, 0.0)
-        radius = spread.amax(dim=2).reshape(-1)  # (N * M,)
+        centre, radius = _cluster_spheres(grouped, member_mask)
+        radius = radius.reshape(-1)  # (N * M,)
         flat_centre = centre.reshape(-1, 3)
         bound = torch.cdist(flat_centre, flat_centre) - radius[:, None] - radius[None, :]
         close = bound < SURFACE_MAX_DISTANCE_M
