@@ -13,7 +13,13 @@ import torch
 from engine.body.base import BodyModel
 from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
 from engine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
-from engine.losses.penetration import build_penetration_setup, build_surface_setup, fit_capsules, proxy_bones
+from engine.losses.penetration import (
+    build_penetration_setup,
+    build_surface_setup,
+    fit_capsules,
+    initial_self_allowance,
+    proxy_bones,
+)
 from engine.metrics import vertex_normals
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
@@ -206,6 +212,13 @@ def build_problem(
             surface=surface,
             self_mask=penetration_setup.self_mask & ~exempt,
             other_mask=~exempt,
+        )
+        needed_ids = torch.as_tensor(needed, dtype=torch.long)
+        with torch.no_grad():
+            posed = body.forward(initial.local_rotations, initial.root_translation, initial.shape, needed_ids)
+        penetration_setup = replace(
+            penetration_setup,
+            self_allowance=initial_self_allowance(penetration_setup, posed.vertices, posed.joint_frames),
         )
     keypoint_setup = None
     if keypoints is not None:

@@ -362,3 +362,52 @@ def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back(
     others = [c for c, b in enumerate(bones) if b not in shoulder_bones | hand_bones]
     assert others and not exempt[:, others].any()
     assert torch.equal(setup.other_mask, torch.as_tensor(~exempt))
+    # The initial pose's self-penetration allowance, one per person, tested vertex and capsule.
+    assert setup.self_allowance is not None and setup.self_allowance.shape == (2, len(tested), len(bones))
+
+
+def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
+    from engine.losses.penetration import (
+        TOLERANCE_M,
+        DEPTH_SCALE_M,
+        Capsules,
+        PenetrationSetup,
+        initial_self_allowance,
+        penetration_value,
+    )
+
+    # One capsule per person along x, radius 0.1, both people's capsules in the same place;
+    # one tested vertex per person.
+    capsules = Capsules(
+        bones=torch.tensor([0]),
+        start_rest=torch.tensor([[0.0, 0.0, 0.0]]),
+        end_rest=torch.tensor([[1.0, 0.0, 0.0]]),
+        radius=torch.tensor([0.1]),
+        rest_frames_inverse=torch.eye(4)[None],
+    )
+    setup = PenetrationSetup(
+        capsules=capsules,
+        vertex_slots=torch.tensor([0]),
+        self_mask=torch.ones(1, 1, dtype=torch.bool),
+        other_mask=torch.ones(1, 1, dtype=torch.bool),
+    )
+    frames = torch.eye(4).repeat(2, 1, 1, 1)
+    # Person 1's vertex 3 cm inside the capsules (its own and person 2's); person 2's far away.
+    initial = torch.tensor([[[0.5, 0.07, 0.0]], [[0.5, 5.0, 0.0]]])
+    allowance = initial_self_allowance(setup, initial, frames)
+    assert allowance.shape == (2, 1, 1)
+    assert float(allowance[0, 0, 0]) == pytest.approx(0.03 - TOLERANCE_M, abs=1e-6)
+    assert float(allowance[1, 0, 0]) == 0.0
+    with_allowance = PenetrationSetup(**{**setup.__dict__, "self_allowance": allowance})
+    own = torch.tensor([[0, 0, 0, 0]])  # (vertex person, capsule person, vertex, capsule)
+    other = torch.tensor([[0, 1, 0, 0]])
+    # As deep as in the initial pose: free in its own capsule, not in the other person's.
+    assert float(penetration_value(with_allowance, initial, frames, own)[0]) == 0.0
+    other_cost = float(penetration_value(with_allowance, initial, frames, other)[0])
+    assert other_cost == pytest.approx(((0.03 - TOLERANCE_M) / DEPTH_SCALE_M) ** 2, rel=1e-4)
+    # One centimetre deeper than initially: only that centimetre counts within the body.
+    deeper = initial.clone()
+    deeper[0, 0, 1] = 0.06
+    assert float(penetration_value(with_allowance, deeper, frames, own)[0]) == pytest.approx((0.01 / DEPTH_SCALE_M) ** 2, rel=1e-3)
+    # Without the allowance the whole depth past the tolerance counts.
+    assert float(penetration_value(setup, deeper, frames, own)[0]) == pytest.approx(((0.04 - TOLERANCE_M) / DEPTH_SCALE_M) ** 2, rel=1e-3)
