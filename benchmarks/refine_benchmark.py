@@ -582,7 +582,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
     iterations = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
-        variables.shape_active = config.optimize_shape[stage]
+        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations)
         params = [variables.pose_offsets, variables.translation_offsets] + ([variables.shape_offsets] if variables.shape_active else [])
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []

@@ -132,6 +132,14 @@ class OptimizerConfig:
     # steps (a hand crossing 5-10 mm per step towards its contact) would otherwise sink
     # through a surface between two searches and meet a sudden deep penalty.
     penetration_refresh_motion_m: float = 0.015
+    # A stage that optimizes the shape holds the bones' rest orientations at the stage's
+    # starting shape (rest positions and vertices follow the shape exactly, see
+    # BodyModel.forward). Why: on Anny they are a Procrustes fit per bone, the costliest part
+    # of a shaped forward and backward pass (about a fifth of a stage-1 step), and what the
+    # shape does in one refinement (a few thousandths of a phenotype unit) turns them by under
+    # 0.002 rad, under half a millimetre at the vertices. The next stage, the result and
+    # every reported figure use the exact orientations of the final shape.
+    hold_rest_orientations: bool = True
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages
@@ -255,6 +263,8 @@ class OptimizationVariables:
         # Stages that do not optimize shape pass it without gradient, so the body can reuse
         # its shape-dependent rest data instead of recomputing it every step.
         self.shape_active = True
+        # (N, S) shape whose rest orientations the body uses, or None: the current shape's.
+        self.rest_orientation_shape: torch.Tensor | None = None
         self.penetration_candidates: torch.Tensor | None = None
         self.surface_candidates: torch.Tensor | None = None
 
@@ -266,15 +276,29 @@ class OptimizationVariables:
             for tensor, saved in zip((self.pose_offsets, self.translation_offsets, self.shape_offsets), snapshot):
                 tensor.copy_(saved)
 
+    def begin_stage(self, optimize_shape: bool, hold_rest_orientations: bool) -> None:
+        """Whether the next stage moves the shape, and if so whether it holds the rest
+        orientations at the shape it starts from (OptimizerConfig.hold_rest_orientations)."""
+        self.shape_active = optimize_shape
+        held = optimize_shape and hold_rest_orientations
+        self.rest_orientation_shape = self.shape().detach() if held else None
+
+    def shape(self) -> torch.Tensor:
+        """(N, S) the shape the variables stand for."""
+        return self.problem.initial.shape + self.shape_offsets * (self.people_mask * self.shape_unit)
+
     def inputs(self) -> LossInputs:
         problem, initial = self.problem, self.problem.initial
         offsets = self.pose_offsets * self.joint_scale
         translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
-        shape = initial.shape + self.shape_offsets * (self.people_mask * self.shape_unit)
+        shape = self.shape()
         if not self.shape_active:
             shape = shape.detach()
         rotations = initial.local_rotations @ axis_angle_to_matrix(offsets)
-        output = problem.body.forward(rotations, initial.root_translation + translation, shape, problem.vertex_ids)
+        output = problem.body.forward(
+            rotations, initial.root_translation + translation, shape, problem.vertex_ids,
+            rest_orientation_shape=self.rest_orientation_shape,
+        )
         return LossInputs(
             setup=problem.setup,
             vertices=output.vertices,
@@ -335,7 +359,7 @@ def refine(
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
         params = [variables.pose_offsets, variables.translation_offsets]
-        variables.shape_active = config.optimize_shape[stage]
+        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations)
         if variables.shape_active:
             params.append(variables.shape_offsets)
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)

@@ -143,3 +143,29 @@ def test_one_shape_broadcasts_over_a_batch_of_poses(body):
     for i in range(3):
         alone = body.forward(rotations[i:i + 1], torch.zeros(1, 3), shape, vertex_ids)
         assert torch.allclose(together.vertices[i], alone.vertices[0], atol=1e-6)
+
+
+def test_rest_orientations_held_at_another_shape(body):
+    """The optimizer's shape stage holds the bones' rest orientations at the stage's starting
+    shape: positions and vertices still follow the shape (with gradient), and for a change of
+    the size one refinement makes the posed vertices move by well under a millimetre."""
+    generator = torch.Generator().manual_seed(5)
+    joints = len(body.joint_names)
+    rotations = _random_rotations(generator, 1, joints, 0.3)
+    start = torch.full((1, 6), 0.5)
+    ids = torch.arange(0, body.num_vertices, 7)
+    # Held at its own shape: exactly the plain pass.
+    own = start.clone().requires_grad_(True)
+    held = body.forward(rotations, torch.zeros(1, 3), own, ids, rest_orientation_shape=start)
+    plain = body.forward(rotations, torch.zeros(1, 3), start, ids)
+    assert torch.allclose(held.vertices, plain.vertices, atol=1e-6)
+    # A shape 0.005 away in each feature (twice the most a benchmark refinement moves it).
+    moved = (start + torch.tensor([[0.005, -0.005, 0.005, 0.0, 0.005, -0.005]])).requires_grad_(True)
+    held = body.forward(rotations, torch.zeros(1, 3), moved, ids, rest_orientation_shape=start)
+    exact = body.forward(rotations, torch.zeros(1, 3), moved.detach(), ids)
+    change = (exact.vertices - plain.vertices).norm(dim=-1).max()
+    error = (held.vertices - exact.vertices).norm(dim=-1).max()
+    assert change > 2e-3  # the shape change itself is visible ...
+    assert error < 1e-3  # ... holding the orientations is not
+    held.vertices.sum().backward()
+    assert moved.grad is not None and moved.grad.abs().sum() > 0

@@ -110,7 +110,7 @@ class NaNAfter(SyntheticBody):
         super().__init__()
         self.calls_left = calls
 
-    def forward(self, local_rotations, root_translation, shape, vertex_ids=None):
+    def forward(self, local_rotations, root_translation, shape, vertex_ids=None, *, rest_orientation_shape=None):
         output = super().forward(local_rotations, root_translation, shape, vertex_ids)
         self.calls_left -= 1
         if self.calls_left < 0:

@@ -132,14 +132,18 @@ class AnnyBody(BodyModel):
 
     def _rest_skeleton(self, coefficients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K) -> rest rotations (B, J, 3, 3), rest heads (B, J, 3)."""
-        heads = self._template_heads + torch.einsum("bk,kjc->bjc", coefficients, self._head_blendshapes)
+        return self._rest_rotations(coefficients), self._rest_heads(coefficients)
+
+    def _rest_heads(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return self._template_heads + torch.einsum("bk,kjc->bjc", coefficients, self._head_blendshapes)
+
+    def _rest_rotations(self, coefficients: torch.Tensor) -> torch.Tensor:
         covariance = self._template_orientations + torch.einsum(
             "bk,kjmn->bjmn", coefficients, self._orientation_blendshapes
         )
         rotations = self._roma.special_procrustes(covariance, method="svd")
         identity = torch.eye(3, dtype=rotations.dtype).expand(rotations.shape[0], 1, 3, 3)
-        rotations = torch.cat([identity, rotations[:, 1:]], dim=1)
-        return rotations, heads
+        return torch.cat([identity, rotations[:, 1:]], dim=1)
 
     def _rest_vertices(self, coefficients: torch.Tensor, subset: "VertexSubset") -> torch.Tensor:
         offsets = coefficients @ subset.blendshapes
@@ -174,8 +178,19 @@ class AnnyBody(BodyModel):
         root_translation: torch.Tensor,
         shape: torch.Tensor,
         vertex_ids: torch.Tensor | None = None,
+        *,
+        rest_orientation_shape: torch.Tensor | None = None,
     ) -> BodyOutput:
-        coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape.to(self.dtype))
+        shape = shape.to(self.dtype)
+        if rest_orientation_shape is not None and shape.requires_grad and torch.is_grad_enabled():
+            # The orientations' Procrustes fit (an SVD per bone, forward and backward) is the
+            # costliest part of a shaped pass; held at another shape they come from the cache.
+            coefficients = self.blendshape_coefficients(shape)
+            rest_heads = self._rest_heads(coefficients)
+            rest_rotations = self._rest_state(rest_orientation_shape.detach().to(self.dtype))[1]
+            per_subset = None
+        else:
+            coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape)
         skeleton = forward_kinematics(
             self._tree, rest_rotations, rest_heads, local_rotations.to(self.dtype), root_translation.to(self.dtype)
         )

@@ -92,6 +92,8 @@ class BodyModel(abc.ABC):
         root_translation: torch.Tensor,
         shape: torch.Tensor,
         vertex_ids: torch.Tensor | None = None,
+        *,
+        rest_orientation_shape: torch.Tensor | None = None,
     ) -> BodyOutput:
         """Pose the body.
 
@@ -101,4 +103,9 @@ class BodyModel(abc.ABC):
         vertex_ids: optional (V',) long tensor; only these vertices are skinned (the losses
             need a few thousand of them, and skinning only those is what keeps an
             optimization step cheap).
+        rest_orientation_shape: optional (B, S) shape whose bones' rest *orientations* are
+            used, without gradient, instead of ``shape``'s (rest positions and vertices still
+            follow ``shape``). Bodies whose rest orientations do not depend on the shape
+            ignore it. The optimizer's shape stage holds the orientations at the stage's
+            starting shape (see ``engine.optimizer.OptimizerConfig.hold_rest_orientations``).
         """

@@ -233,6 +233,8 @@ class SmplxBody(BodyModel):
         root_translation: torch.Tensor,
         shape: torch.Tensor,
         vertex_ids: torch.Tensor | None = None,
+        *,
+        rest_orientation_shape: torch.Tensor | None = None,  # SMPL-X rest frames are unrotated
     ) -> BodyOutput:
         betas = shape.to(self.dtype)
         rotations = local_rotations.to(self.dtype)

@@ -177,7 +177,8 @@ class SyntheticBody(BodyModel):
         offsets, owner = self._rest_offsets(shape, vertex_ids)
         return offsets + self._rest_joint_positions(shape)[:, owner]
 
-    def forward(self, local_rotations, root_translation, shape, vertex_ids=None) -> BodyOutput:
+    def forward(self, local_rotations, root_translation, shape, vertex_ids=None, *, rest_orientation_shape=None) -> BodyOutput:
+        # Rest frames are unrotated whatever the shape: rest_orientation_shape changes nothing.
         batch = local_rotations.shape[0]
         rest = self._rest_joint_positions(shape)
         rotations: list[torch.Tensor] = []
