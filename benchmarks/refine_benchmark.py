@@ -133,7 +133,7 @@ GT_REACH = OptimizerConfig(
     early_stop_window=20,
     early_stop_slope=math.inf,
     seed=0,
-    rotation_scale=0.25,
+    rotation_scale=(0.25, 0.25),
     stiffness_step_scaling=False,
     translation_scale=0.25,
     penetration_refresh=(1, 1),
@@ -578,11 +578,11 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
     if penetration.surface is not None:  # its slots, too, must point into the full mesh
         penetration = replace(penetration, surface=replace(penetration.surface, slots=problem.vertex_ids[penetration.surface.slots]))
     full_mesh = replace(problem, setup=replace(problem.setup, penetration=penetration), vertex_ids=torch.arange(body.num_vertices))
-    variables = OptimizationVariables(full_mesh, config.rotation_scale, config.translation_scale, config.stiffness_step_scaling)
+    variables = OptimizationVariables(full_mesh, config.rotation_scale[0], config.translation_scale, config.stiffness_step_scaling)
     iterations = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
-        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations)
+        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations, config.rotation_scale[stage])
         params = [variables.pose_offsets, variables.translation_offsets] + ([variables.shape_offsets] if variables.shape_active else [])
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
         history: list[float] = []

@@ -109,7 +109,10 @@ class OptimizerConfig:
     # five spine, two upper-arm and two forearm bones) would swing a hand several centimetres
     # per step at lr 0.01 and overshoot the contact; this scale keeps the paper's learning
     # rates while making one step move a limb about as far as on a 21-joint SMPL-X body.
-    rotation_scale: float = 0.25
+    # Stage 2 takes twice that: after stage 1 it only relaxes the pose by a few hundredths
+    # of a radian per joint, no contact left to overshoot, and at a quarter it crawled there
+    # for 40-70 steps (the benchmark's two-person cases; at a half the same poses in 25-45).
+    rotation_scale: tuple[float, ...] = (0.25, 0.5)
     # Divide each joint's step by the square root of its stay-close weight relative to the
     # most flexible joint of its person (see joint_step_scale).
     stiffness_step_scaling: bool = True
@@ -143,13 +146,15 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         n = self.weights.num_stages
-        for name in ("learning_rates", "max_iterations", "optimize_shape", "penetration_refresh"):
+        for name in ("learning_rates", "max_iterations", "optimize_shape", "penetration_refresh", "rotation_scale"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} needs {n} values (one per stage), got {getattr(self, name)}")
         if self.early_stop_window < 2:
             raise ValueError("early_stop_window must be at least 2")
         if not self.penetration_refresh_motion_m > 0.0:
             raise ValueError("penetration_refresh_motion_m must be > 0")
+        if not all(s > 0.0 and math.isfinite(s) for s in self.rotation_scale):
+            raise ValueError(f"rotation_scale must be finite and > 0, got {self.rotation_scale}")
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,7 @@ class OptimizationVariables:
         # and Anny's phenotypes, whose unit is 0.02, would otherwise jump half a unit a step.
         self.shape_unit = float(problem.setup.shape_unit)
         self.shape_offsets = torch.zeros_like(initial.shape, requires_grad=True)
+        self.rotation_scale = rotation_scale
         self.joint_scale = joint_step_scale(problem, rotation_scale, stiffness_step_scaling)
         self.people_mask = problem.movable_people.to(torch.float32)[:, None]
         self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
@@ -276,12 +282,35 @@ class OptimizationVariables:
             for tensor, saved in zip((self.pose_offsets, self.translation_offsets, self.shape_offsets), snapshot):
                 tensor.copy_(saved)
 
-    def begin_stage(self, optimize_shape: bool, hold_rest_orientations: bool) -> None:
+    def begin_stage(self, optimize_shape: bool, hold_rest_orientations: bool, rotation_scale: float | None = None) -> None:
         """Whether the next stage moves the shape, and if so whether it holds the rest
-        orientations at the shape it starts from (OptimizerConfig.hold_rest_orientations)."""
+        orientations at the shape it starts from (OptimizerConfig.hold_rest_orientations);
+        and its radians per unit of a joint's variable (the pose stays as it is)."""
+        if rotation_scale is not None and rotation_scale != self.rotation_scale:
+            with torch.no_grad():
+                self.pose_offsets.mul_(self.rotation_scale / rotation_scale)
+            self.joint_scale = self.joint_scale * (rotation_scale / self.rotation_scale)
+            self.rotation_scale = rotation_scale
         self.shape_active = optimize_shape
         held = optimize_shape and hold_rest_orientations
         self.rest_orientation_shape = self.shape().detach() if held else None
+
+    def correction(self) -> "Correction":
+        with torch.no_grad():
+            return Correction(
+                pose_offsets=(self.pose_offsets * self.joint_scale).clone(),
+                translation_offsets=(self.translation_offsets * (self.translation_mask * self.translation_scale)).clone(),
+            )
+
+    def apply_correction(self, correction: "Correction") -> None:
+        """Start from ``correction`` (where this problem lets a joint or root move)."""
+        with torch.no_grad():
+            scale = self.joint_scale.expand_as(self.pose_offsets)
+            self.pose_offsets.copy_(torch.where(scale > 0, correction.pose_offsets / scale.clamp(min=1e-12), 0.0))
+            translation_scale = (self.translation_mask * self.translation_scale).expand_as(self.translation_offsets)
+            self.translation_offsets.copy_(
+                torch.where(translation_scale > 0, correction.translation_offsets / translation_scale.clamp(min=1e-12), 0.0)
+            )
 
     def shape(self) -> torch.Tensor:
         """(N, S) the shape the variables stand for."""
@@ -329,8 +358,8 @@ def _floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
 @dataclass(frozen=True)
 class Correction:
     """How far a refinement moved the people from their initial pose, to warm-start the next
-    frame of a clip: pose_offsets (N, J, 3) in the optimizer's units, translation_offsets
-    (N, 3) metres."""
+    frame of a clip: pose_offsets (N, J, 3) axis-angle radians applied after each initial
+    local rotation, translation_offsets (N, 3) metres."""
 
     pose_offsets: torch.Tensor
     translation_offsets: torch.Tensor
@@ -349,17 +378,15 @@ def refine(
     starting point (the stay-close term still pulls towards this frame's own initial pose)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    variables = OptimizationVariables(problem, config.rotation_scale, config.translation_scale, config.stiffness_step_scaling)
+    variables = OptimizationVariables(problem, config.rotation_scale[0], config.translation_scale, config.stiffness_step_scaling)
     if warm_start is not None:
-        with torch.no_grad():
-            variables.pose_offsets.copy_(warm_start.pose_offsets)
-            variables.translation_offsets.copy_(warm_start.translation_offsets)
+        variables.apply_correction(warm_start)
     warnings: list[str] = []
     iterations: list[int] = []
     for stage in range(config.weights.num_stages):
         weights = config.weights.for_stage(stage)
         params = [variables.pose_offsets, variables.translation_offsets]
-        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations)
+        variables.begin_stage(config.optimize_shape[stage], config.hold_rest_orientations, config.rotation_scale[stage])
         if variables.shape_active:
             params.append(variables.shape_offsets)
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas)
@@ -433,7 +460,7 @@ def refine(
         warnings.append("the final loss is not finite")
     return RefineOutcome(
         state=variables.state(),
-        correction=Correction(variables.pose_offsets.detach().clone(), variables.translation_offsets.detach().clone()),
+        correction=variables.correction(),
         iterations=tuple(iterations),
         losses=losses,
         wall_time_s=time.perf_counter() - started,

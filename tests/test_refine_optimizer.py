@@ -185,3 +185,31 @@ def test_candidate_search_follows_the_motion_of_the_vertices(body, statics, monk
     # a millimetre between searches.
     assert only_at_start == 2
     assert len(searches) > 5
+
+
+def test_a_stage_with_another_rotation_scale_starts_from_the_same_pose(body, statics):
+    people = [PersonOptions(pinned_joints=("right_elbow",)), PersonOptions()]
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), scene(body), people)
+    variables = OptimizationVariables(problem, 0.25, 0.005)
+    with torch.no_grad():
+        variables.pose_offsets.copy_(torch.randn(variables.pose_offsets.shape, generator=torch.Generator().manual_seed(1)))
+        variables.translation_offsets.add_(0.3)
+    before, correction = variables.state(), variables.correction()
+    variables.begin_stage(False, True, rotation_scale=0.5)
+    after = variables.state()
+    assert torch.allclose(before.local_rotations, after.local_rotations, atol=1e-6)
+    assert variables.pose_offsets.abs().max() > 0  # the variables did change: half the units
+    # A correction is in radians and metres: it carries over to variables of another scale.
+    other = OptimizationVariables(problem, 1.0, 0.01)
+    other.apply_correction(correction)
+    moved = other.state()
+    assert torch.allclose(moved.local_rotations, before.local_rotations, atol=1e-6)
+    assert torch.allclose(moved.root_translation, before.root_translation, atol=1e-6)
+    assert torch.allclose(correction.translation_offsets, torch.full((2, 3), 0.3 * 0.005))
+
+
+def test_rotation_scale_needs_one_positive_value_per_stage():
+    with pytest.raises(ValueError, match="rotation_scale"):
+        config(rotation_scale=(0.25,))
+    with pytest.raises(ValueError, match="rotation_scale"):
+        config(rotation_scale=(0.25, 0.0))
