@@ -131,3 +131,30 @@ def test_cached_case_round_trips_and_bad_files_are_rebuilt(bench, tmp_path):
     assert bench.load_case(tmp_path / "absent.pt", case, num_joints) is None
     path.write_bytes(b"not a torch file")
     assert bench.load_case(path, case, num_joints) is None
+
+
+def test_extra_noise_draws_use_their_own_seeds_and_the_same_opening_rule(bench, monkeypatch):
+    seeds = []
+
+    def perturb(state, optimizable, noise_scale, seed):
+        seeds.append(seed)
+        return state
+
+    opened = iter([0.001, 0.05] * 3)  # each draw: the first attempt leaves the contact shut
+    monkeypatch.setattr(bench, "perturb", perturb)
+    monkeypatch.setattr(bench, "limb_noise_scale", lambda body, case: None)
+    monkeypatch.setattr(bench, "evaluate_state", lambda *args: (bench.Evaluation(next(opened), None), None))
+    monkeypatch.setattr(bench, "penetration_after", lambda *args: 0.0)
+
+    class Statics:
+        body = None
+        optimizable = torch.ones(3, dtype=torch.bool)
+
+    gt = bench.PeopleState(torch.eye(3).repeat(1, 3, 1, 1), torch.zeros(1, 3), torch.zeros(1, 2))
+    for draw in range(3):
+        states = bench.noise_draw(Statics(), None, one_case(bench, "hug"), gt, seed=4, draw=draw)
+        assert states.ground_truth is gt
+    # Draw 0 is the case's own initial pose (seeds 1000 * seed + attempt); later draws never
+    # reuse one of its seeds.
+    assert seeds == [4000, 4001, 4100, 4101, 4200, 4201]
+    assert bench.MAX_NOISE_DRAWS < 100
