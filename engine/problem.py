@@ -18,6 +18,7 @@ from engine.losses.penetration import (
     build_surface_setup,
     fit_capsules,
     initial_self_allowance,
+    initial_surface_self_allowance,
     proxy_bones,
 )
 from engine.metrics import vertex_normals
@@ -219,6 +220,9 @@ def build_problem(
         penetration_setup = replace(
             penetration_setup,
             self_allowance=initial_self_allowance(penetration_setup, posed.vertices, posed.joint_frames),
+            surface=replace(
+                surface, self_allowance=initial_surface_self_allowance(surface, posed.vertices, posed.joint_frames)
+            ),
         )
     keypoint_setup = None
     if keypoints is not None:

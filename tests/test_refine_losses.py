@@ -364,6 +364,7 @@ def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back(
     assert torch.equal(setup.other_mask, torch.as_tensor(~exempt))
     # The initial pose's self-penetration allowance, one per person, tested vertex and capsule.
     assert setup.self_allowance is not None and setup.self_allowance.shape == (2, len(tested), len(bones))
+    assert setup.surface.self_allowance is not None and setup.surface.self_allowance.shape == (2, len(setup.surface.slots))
 
 
 def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
@@ -411,3 +412,43 @@ def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
     assert float(penetration_value(with_allowance, deeper, frames, own)[0]) == pytest.approx((0.01 / DEPTH_SCALE_M) ** 2, rel=1e-3)
     # Without the allowance the whole depth past the tolerance counts.
     assert float(penetration_value(setup, deeper, frames, own)[0]) == pytest.approx(((0.04 - TOLERANCE_M) / DEPTH_SCALE_M) ** 2, rel=1e-3)
+
+
+def test_surface_self_test_counts_only_what_sinks_deeper_than_the_initial_pose():
+    from engine.losses.penetration import (
+        DEPTH_SCALE_M,
+        SURFACE_TOLERANCE_M,
+        SurfaceSetup,
+        initial_surface_self_allowance,
+        surface_candidates,
+        surface_value,
+    )
+
+    # One body: a flat patch facing +z (samples 0-8) and a point of the same body (sample 9)
+    # 2 cm below the patch centre, e.g. a hand pressed into its own hip.
+    grid = torch.tensor([[x, y, 0.0] for x in (-0.01, 0.0, 0.01) for y in (-0.01, 0.0, 0.01)])
+    vertices = torch.cat([grid, torch.tensor([[0.0, 0.0, -0.02]])])[None]
+    count = vertices.shape[1]
+    allowed = torch.zeros(count, count, dtype=torch.bool)
+    allowed[9, :9] = True
+    setup = SurfaceSetup(
+        slots=torch.arange(count),
+        rest_normals=torch.tensor([[0.0, 0.0, 1.0]]).repeat(count, 1),
+        skinning=torch.ones(count, 1),
+        rest_frames_inverse=torch.eye(4)[None],
+        self_allowed=allowed,
+    )
+    frames = torch.eye(4)[None, None]
+    allowance = initial_surface_self_allowance(setup, vertices, frames)
+    assert allowance.shape == (1, count)
+    assert float(allowance[0, 9]) == pytest.approx(0.02 - SURFACE_TOLERANCE_M, abs=1e-6)
+    assert float(allowance[0, :9].abs().max()) == 0.0
+    held = SurfaceSetup(**{**setup.__dict__, "self_allowance": allowance})
+    # As posed: free. Without the allowance the same pose is penalised.
+    assert float(surface_value(held, vertices, frames, surface_candidates(held, vertices, frames))[0]) == 0.0
+    assert float(surface_value(setup, vertices, frames, surface_candidates(setup, vertices, frames))[0]) > 0.0
+    # One centimetre deeper: that centimetre counts.
+    deeper = vertices.clone()
+    deeper[0, 9, 2] = -0.03
+    penalty = float(surface_value(held, deeper, frames, surface_candidates(held, deeper, frames))[0])
+    assert penalty == pytest.approx((0.01 / DEPTH_SCALE_M) ** 2, rel=1e-3)

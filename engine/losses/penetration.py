@@ -24,7 +24,7 @@ the optimizer settles at contact instead of oscillating around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import math
@@ -422,7 +422,8 @@ def penetration_value(
 # SURFACE_MAX_DISTANCE_M, beyond which the nearest vertex no longer tells inside from
 # outside) and only those pairs are evaluated with gradient in between. Normals follow the
 # skinning (linear blend of the bones' rotations applied to the rest normal) and carry no
-# gradient: the push is along the surface normal, as a contact force is.
+# gradient: the push is along the surface normal, as a contact force is. Within one body a
+# vertex only pays for sinking deeper than it sits in the initial pose (SurfaceSetup.self_allowance).
 SURFACE_TOLERANCE_M = 0.003
 SURFACE_MAX_DISTANCE_M = 0.06
 SURFACE_CANDIDATE_MARGIN_M = 0.03
@@ -455,6 +456,9 @@ class SurfaceSetup:
     cluster_members: (M, K) long sample indices of M small clusters of nearby sample vertices
         (each vertex in exactly one; rows padded with -1), see :func:`surface_clusters`; None
         makes the whole sample one cluster.
+    self_allowance: (N, S) metres each sample vertex of a person may sit below that person's
+        own surface beyond the tolerance before it costs anything: its depth in the initial
+        pose (see :func:`initial_surface_self_allowance`), or None for none.
     """
 
     slots: torch.Tensor
@@ -463,6 +467,7 @@ class SurfaceSetup:
     rest_frames_inverse: torch.Tensor
     self_allowed: torch.Tensor
     cluster_members: torch.Tensor | None = None
+    self_allowance: torch.Tensor | None = None
 
     @property
     def clusters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -648,5 +653,31 @@ def surface_value(
     ends = vertices.reshape(-1, 3).index_select(0, rows)  # one gather: cheap to differentiate
     gap = ends[: len(point)] - ends[len(point) :]
     depth = -(gap * normals).sum(-1)
-    excess = torch.relu(depth - SURFACE_TOLERANCE_M) / DEPTH_SCALE_M
+    onset = torch.full_like(depth, SURFACE_TOLERANCE_M)
+    if setup.self_allowance is not None:
+        allowance = setup.self_allowance.to(depth.dtype)[person_a, point]
+        onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
+    excess = torch.relu(depth - onset) / DEPTH_SCALE_M
     return (excess * excess).sum(), depth.max().detach()
+
+
+def initial_surface_self_allowance(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
+    """(N, S) how far below its own person's surface, beyond the tolerance, each sample
+    vertex sits in the initial pose (0 where it does not): the surface test's counterpart of
+    :func:`initial_self_allowance`, so that the artist's own self-contact (a hand pressed on
+    a hip, crossed arms) is kept as posed and only sinking deeper costs anything. Per vertex
+    rather than per pair, since the surface vertex nearest to it changes as the body moves.
+
+    vertices: (N, V', 3) the initial pose's needed vertices; joint_frames: (N, J, 4, 4)."""
+    with torch.no_grad():
+        num_people, count = vertices.shape[0], len(setup.slots)
+        allowance = torch.zeros(num_people * count, dtype=vertices.dtype)
+        rows = surface_candidates(replace(setup, self_allowance=None), vertices, joint_frames)
+        rows = rows[rows[:, 0] == rows[:, 1]]
+        if len(rows):
+            person, _, point, surface = rows.unbind(1)
+            normals = _posed_normals(setup, joint_frames, person, surface)
+            gap = vertices[person, setup.slots[point]] - vertices[person, setup.slots[surface]]
+            excess = (-(gap * normals).sum(-1) - SURFACE_TOLERANCE_M).clamp(min=0.0)
+            allowance.scatter_reduce_(0, person * count + point, excess, reduce="amax")
+        return allowance.reshape(num_people, count)
