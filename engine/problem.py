@@ -24,6 +24,7 @@ from engine.losses.penetration import (
 from engine.metrics import vertex_normals
 from engine.losses.terms import KeypointSetup, LossSetup
 from engine.objective import ContactObjective
+from engine.regions import composite_members, region_name
 from engine.optimizer import PeopleState, RefineProblem
 
 ROOT_TRANSLATION = "root_translation"
@@ -39,6 +40,9 @@ GLOBAL_ORIENTATION_WEIGHT = 1000.0
 # hug starts 21 cm open), which still pulls with 35-90% of full force; a wrong row 60 cm or
 # more from satisfied pulls with under 5%. At 0.1 m a 21 cm gap pulled with 12% and stayed open.
 LMM_SATURATION_M = 0.2
+# A foot's subsample vertices at most this high above the floor in the initial pose make it a
+# planted foot (see planted_feet).
+PLANTED_HEIGHT_M = 0.02
 # Per-joint stiffness of the stay-close term by how much of the body a joint carries: the
 # multiplier is the share of skinning weight in the joint's subtree divided by this share
 # (at least 1). On Anny a hand, forearm, upper arm or leg keeps the base weight (about 1-1.3),
@@ -49,8 +53,8 @@ LMM_SATURATION_M = 0.2
 SUBTREE_SHARE_UNIT = 0.12
 
 
-def subtree_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
-    """(V, J) skinning weights -> (J,) stay-close multipliers (see SUBTREE_SHARE_UNIT)."""
+def _subtree_share(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
+    """(J,) share of the body's skinning weight in each joint's subtree."""
     share = np.asarray(skinning_weights, dtype=np.float64).sum(0)
     share = share / share.sum()
     subtree = share.copy()
@@ -58,7 +62,20 @@ def subtree_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> n
     for joint in range(len(parents) - 1, -1, -1):
         if parents[joint] >= 0:
             subtree[parents[joint]] += subtree[joint]
-    return np.maximum(1.0, subtree / SUBTREE_SHARE_UNIT)
+    return subtree
+
+
+def subtree_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
+    """(V, J) skinning weights -> (J,) stay-close multipliers (see SUBTREE_SHARE_UNIT)."""
+    return np.maximum(1.0, _subtree_share(skinning_weights, parents) / SUBTREE_SHARE_UNIT)
+
+
+def supporting_stiffness(skinning_weights: np.ndarray, parents: Sequence[int]) -> np.ndarray:
+    """(J,) the stay-close multiplier of each joint when the body stands on the far end of its
+    subtree (a leg whose foot is planted): it then carries everything *outside* its subtree,
+    so by the rule of SUBTREE_SHARE_UNIT its multiplier is that share over the unit (a hip or
+    knee of a standing leg about as stiff as the spine)."""
+    return np.maximum(1.0, (1.0 - _subtree_share(skinning_weights, parents)) / SUBTREE_SHARE_UNIT)
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class BodyStatics:
         self.rest_normals = vertex_normals(self.rest_vertices, np.asarray(body.faces)).astype(np.float32)
         self.skinning = body.skinning_weights()
         self.stiffness = torch.tensor(subtree_stiffness(self.skinning, body.parents), dtype=torch.float32)
+        self.supporting_stiffness = torch.tensor(supporting_stiffness(self.skinning, body.parents), dtype=torch.float32)
         bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
         self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
         stride = max(1, body.num_vertices // PENETRATION_VERTICES)
@@ -137,6 +155,73 @@ def contact_capsule_exemptions(
     return exempt
 
 
+def planted_feet(
+    body: BodyModel,
+    regions: RegionVertices,
+    objective: ContactObjective,
+    initial: PeopleState,
+    movable: Sequence[bool],
+    floor_height: float,
+) -> list[tuple[int, np.ndarray]]:
+    """(person, mesh vertex ids) of each foot standing on the floor in the initial pose: the
+    foot subsample's vertices within PLANTED_HEIGHT_M of the floor (or below it), for the
+    people who may move and the feet that no contact term needs to move. A term needs a foot
+    when every one of its options has a row whose every alternative pairs that foot with a
+    body region (an artist's "left foot on the right thigh"); a foot that only some options
+    use (the LMM's unsided "foot on leg" is either foot on the other leg) stays planted, and
+    the minimum over options takes the other foot. Ground rows never need a foot to move."""
+
+    def feet_of(pair) -> set[tuple[int, str]]:
+        if pair.is_ground:
+            return set()
+        return {(pair.person_a, m) for m in composite_members(pair.region_a)} | {
+            (pair.person_b, m) for m in composite_members(pair.region_b)
+        }
+
+    needed: set[tuple[int, str]] = set()
+    for term in objective.terms:
+        per_option = []
+        for option in term.options:
+            needs: set[tuple[int, str]] = set()
+            for row in option:
+                needs |= set.intersection(*(feet_of(pair) for pair in row))
+            per_option.append(needs)
+        needed |= set.intersection(*per_option)
+    feet = [
+        (person, region_name("foot", side))
+        for person, may_move in enumerate(movable) if may_move
+        for side in ("left", "right")
+        if (person, region_name("foot", side)) not in needed
+    ]
+    if not feet:
+        return []
+    ids = {foot: np.asarray(regions.subsample(foot[1]), dtype=np.int64) for foot in feet}
+    every = np.unique(np.concatenate(list(ids.values())))
+    with torch.no_grad():
+        heights = body.forward(
+            initial.local_rotations, initial.root_translation, initial.shape, torch.as_tensor(every)
+        ).vertices[..., 2].numpy()  # (N, V')
+    planted = []
+    for (person, _), vertex_ids in ids.items():
+        low = heights[person, np.searchsorted(every, vertex_ids)] <= floor_height + PLANTED_HEIGHT_M
+        if low.any():
+            planted.append((person, vertex_ids[low]))
+    return planted
+
+
+def standing_leg_joints(statics: BodyStatics, vertex_ids: np.ndarray) -> list[int]:
+    """The joints that carry a planted foot: the joints its vertices mostly follow and their
+    ancestors, short of the root."""
+    parents = statics.body.parents
+    chain: set[int] = set()
+    for joint in np.unique(statics.skinning[vertex_ids].argmax(1)):
+        joint = int(joint)
+        while parents[joint] >= 0:
+            chain.add(joint)
+            joint = parents[joint]
+    return sorted(chain)
+
+
 def _check_joint_names(body: BodyModel, names, where: str) -> None:
     unknown = sorted(set(names) - set(body.joint_names) - {ROOT_TRANSLATION, GLOBAL_ORIENTATION})
     if unknown:
@@ -169,7 +254,16 @@ def build_problem(
 
     movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
     rig_scale = STAY_CLOSE_RIG_SCALE.get(body.kind, 1.0)
-    joint_weights = (rig_scale * statics.stiffness)[None].repeat(num_people, 1)
+    stiffness = statics.stiffness[None].repeat(num_people, 1)
+    # A standing leg carries the body: its joints are held as hard as what they carry (see
+    # supporting_stiffness). Why: a small turn at the hip swings a planted foot by the whole
+    # leg's length, and with a leg as free as an arm a foot reaching up to the other thigh
+    # pulled the standing leg off its spot to meet it (the benchmark's foot on thigh: the
+    # standing leg drifted 1-2 cm in most noise draws), where a person lifts the free foot.
+    for person, ids in planted_feet(body, regions, objective, initial, [o.movable for o in people], floor_height):
+        chain = standing_leg_joints(statics, ids)
+        stiffness[person, chain] = torch.maximum(stiffness[person, chain], statics.supporting_stiffness[chain])
+    joint_weights = rig_scale * stiffness
     joint_weights[:, 0] = GLOBAL_ORIENTATION_WEIGHT
     translation_weights = torch.ones(num_people)
     for p, options in enumerate(people):
@@ -188,7 +282,7 @@ def build_problem(
                 joint_weights[p, 0] = GLOBAL_ORIENTATION_WEIGHT * weight
             else:
                 joint = body.joint_names.index(name)
-                joint_weights[p, joint] = rig_scale * float(statics.stiffness[joint]) * weight
+                joint_weights[p, joint] = rig_scale * float(stiffness[p, joint]) * weight
         if not options.movable:
             movable_joints[p] = False
     movable_people = torch.tensor([o.movable for o in people], dtype=torch.bool)

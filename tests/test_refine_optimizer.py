@@ -213,3 +213,53 @@ def test_rotation_scale_needs_one_positive_value_per_stage():
         config(rotation_scale=(0.25,))
     with pytest.raises(ValueError, match="rotation_scale"):
         config(rotation_scale=(0.25, 0.0))
+
+
+def test_supporting_stiffness_is_what_a_joint_carries_when_its_subtree_stands():
+    import numpy as np
+
+    from engine.problem import SUBTREE_SHARE_UNIT, subtree_stiffness, supporting_stiffness
+
+    # A chain root -> thigh -> foot holding half, 30% and 20% of the skinning weight.
+    skinning = np.array([[1.0, 0.0, 0.0]] * 5 + [[0.0, 1.0, 0.0]] * 3 + [[0.0, 0.0, 1.0]] * 2)
+    parents = (-1, 0, 1)
+    assert np.allclose(subtree_stiffness(skinning, parents), np.maximum(1.0, np.array([1.0, 0.5, 0.2]) / SUBTREE_SHARE_UNIT))
+    assert np.allclose(supporting_stiffness(skinning, parents), np.maximum(1.0, np.array([0.0, 0.5, 0.8]) / SUBTREE_SHARE_UNIT))
+
+
+def test_a_leg_standing_on_the_floor_is_held_as_hard_as_what_it_carries(body, statics):
+    from engine.constraints import objective_from_samples
+    from engine.problem import standing_leg_joints
+
+    one = PeopleState(torch.eye(3).repeat(1, len(body.joint_names), 1, 1), torch.zeros(1, 3), torch.zeros(1, 2))
+    hand_on_head = ContactObjective((ContactTerm((((RegionPair(0, "right_hand", 0, "head"),),),), 1.0, "artist", "x"),))
+    left_leg = [body.joint_names.index(n) for n in ("left_hip", "left_knee", "left_ankle")]
+    right_leg = [body.joint_names.index(n) for n in ("right_hip", "right_knee", "right_ankle")]
+    assert standing_leg_joints(statics, body.regions.subsample("left_foot")) == sorted(left_leg)
+    held = torch.maximum(statics.stiffness, statics.supporting_stiffness)
+    assert bool((held[left_leg] > statics.stiffness[left_leg]).all())
+
+    def weights(objective, floor):
+        problem = build_problem(statics, body.regions, objective, one, [PersonOptions()], floor_height=floor)
+        return problem.setup.joint_weights[0]
+
+    # The synthetic feet reach down to about 4 cm: on a floor at 5 cm both stand; on one a
+    # metre lower neither does.
+    standing, floating = weights(hand_on_head, 0.05), weights(hand_on_head, -1.0)
+    assert torch.allclose(floating, weights(ContactObjective(()), -1.0))
+    assert torch.allclose(standing[left_leg + right_leg], held[left_leg + right_leg])
+    assert torch.allclose(floating[left_leg + right_leg], statics.stiffness[left_leg + right_leg])
+    # A foot a contact must move is not held: the artist's "right foot on the left leg" ...
+    foot_on_leg = ContactObjective((ContactTerm((((RegionPair(0, "right_foot", 0, "left_leg"),),),), 1.0, "artist", "x"),))
+    artist = weights(foot_on_leg, 0.05)
+    assert torch.allclose(artist[right_leg], statics.stiffness[right_leg])
+    assert torch.allclose(artist[left_leg], held[left_leg])
+    # ... but the LMM's unsided "foot on leg" can be either foot: both stay held, and the
+    # minimum over the alternatives takes the foot that is free to move.
+    from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample
+
+    row = ParsedRow(ParsedCell((CellPart("foot"),)), ParsedCell((CellPart("leg"),)))
+    lmm = objective_from_samples([ParsedSample((row,))] * 20, 1)
+    (option,) = lmm.terms[0].options
+    assert len(option[0]) == 2  # one row, either foot on the other leg
+    assert torch.allclose(weights(lmm, 0.05)[left_leg + right_leg], held[left_leg + right_leg])
