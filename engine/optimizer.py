@@ -9,8 +9,8 @@ Rotations are optimized as axis-angle *offsets* from the initial local rotations
 ``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
 squared offset angle, and a joint that must not move (pinned, frozen, or of a fixed person)
 simply has its offset masked to zero, so no gradient ever reaches it. One unit of a joint's
-variable is ``rotation_scale`` radians divided by the square root of the joint's relative
-stay-close stiffness (:func:`joint_step_scale`), ``translation_scale`` metres for the root's
+variable is the stage's ``rotation_scale`` radians divided by the square root of the joint's
+relative stay-close stiffness (:func:`joint_step_scale`), ``translation_scale`` metres for the root's
 translation and one shape unit for the shape, see ``OptimizerConfig``.
 
 Safeguards: a non-finite loss or gradient restores the last state with a finite loss and
