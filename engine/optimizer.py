@@ -254,7 +254,6 @@ class OptimizationVariables:
         initial = problem.initial
         n, j = initial.local_rotations.shape[:2]
         self.problem = problem
-        self.translation_scale = translation_scale
         self.pose_offsets = torch.zeros(n, j, 3, requires_grad=True)
         self.translation_offsets = torch.zeros(n, 3, requires_grad=True)
         # The shape is optimized as an offset in the body's shape units (the shape prior's
@@ -265,7 +264,8 @@ class OptimizationVariables:
         self.rotation_scale = rotation_scale
         self.joint_scale = joint_step_scale(problem, rotation_scale, stiffness_step_scaling)
         self.people_mask = problem.movable_people.to(torch.float32)[:, None]
-        self.translation_mask = problem.movable_translation.to(torch.float32)[:, None]
+        # (N, 1) metres of root translation per unit, 0 for a root that must not move.
+        self.translation_unit = problem.movable_translation.to(torch.float32)[:, None] * translation_scale
         # Stages that do not optimize shape pass it without gradient, so the body can reuse
         # its shape-dependent rest data instead of recomputing it every step.
         self.shape_active = True
@@ -299,7 +299,7 @@ class OptimizationVariables:
         with torch.no_grad():
             return Correction(
                 pose_offsets=(self.pose_offsets * self.joint_scale).clone(),
-                translation_offsets=(self.translation_offsets * (self.translation_mask * self.translation_scale)).clone(),
+                translation_offsets=(self.translation_offsets * self.translation_unit).clone(),
             )
 
     def apply_correction(self, correction: "Correction") -> None:
@@ -307,10 +307,8 @@ class OptimizationVariables:
         with torch.no_grad():
             scale = self.joint_scale.expand_as(self.pose_offsets)
             self.pose_offsets.copy_(torch.where(scale > 0, correction.pose_offsets / scale.clamp(min=1e-12), 0.0))
-            translation_scale = (self.translation_mask * self.translation_scale).expand_as(self.translation_offsets)
-            self.translation_offsets.copy_(
-                torch.where(translation_scale > 0, correction.translation_offsets / translation_scale.clamp(min=1e-12), 0.0)
-            )
+            unit = self.translation_unit.expand_as(self.translation_offsets)
+            self.translation_offsets.copy_(torch.where(unit > 0, correction.translation_offsets / unit.clamp(min=1e-12), 0.0))
 
     def shape(self) -> torch.Tensor:
         """(N, S) the shape the variables stand for."""
@@ -319,7 +317,7 @@ class OptimizationVariables:
     def inputs(self) -> LossInputs:
         problem, initial = self.problem, self.problem.initial
         offsets = self.pose_offsets * self.joint_scale
-        translation = self.translation_offsets * (self.translation_mask * self.translation_scale)
+        translation = self.translation_offsets * self.translation_unit
         shape = self.shape()
         if not self.shape_active:
             shape = shape.detach()
