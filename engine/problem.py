@@ -171,7 +171,7 @@ def planted_feet(
     use (the LMM's unsided "foot on leg" is either foot on the other leg) stays planted, and
     the minimum over options takes the other foot. Ground rows never need a foot to move."""
 
-    def feet_of(pair) -> set[tuple[int, str]]:
+    def regions_of(pair) -> set[tuple[int, str]]:
         if pair.is_ground:
             return set()
         return {(pair.person_a, m) for m in composite_members(pair.region_a)} | {
@@ -184,7 +184,7 @@ def planted_feet(
         for option in term.options:
             needs: set[tuple[int, str]] = set()
             for row in option:
-                needs |= set.intersection(*(feet_of(pair) for pair in row))
+                needs |= set.intersection(*(regions_of(pair) for pair in row))
             per_option.append(needs)
         needed |= set.intersection(*per_option)
     feet = [
@@ -314,9 +314,7 @@ def build_problem(
         penetration_setup = replace(
             penetration_setup,
             self_allowance=initial_self_allowance(penetration_setup, posed.vertices, posed.joint_frames),
-            surface=replace(
-                surface, self_allowance=initial_surface_self_allowance(surface, posed.vertices, posed.joint_frames)
-            ),
+            surface=surface.with_self_allowance(initial_surface_self_allowance(surface, posed.vertices, posed.joint_frames)),
         )
     keypoint_setup = None
     if keypoints is not None:

@@ -443,7 +443,8 @@ def test_surface_self_test_counts_only_what_sinks_deeper_than_the_initial_pose()
     assert allowance.shape == (1, count)
     assert float(allowance[0, 9]) == pytest.approx(0.02 - SURFACE_TOLERANCE_M, abs=1e-6)
     assert float(allowance[0, :9].abs().max()) == 0.0
-    held = SurfaceSetup(**{**setup.__dict__, "self_allowance": allowance})
+    held = setup.with_self_allowance(allowance)
+    assert held.clusters[3] is setup.clusters[3]  # the cluster tables are not built again
     # As posed: free. Without the allowance the same pose is penalised.
     assert float(surface_value(held, vertices, frames, surface_candidates(held, vertices, frames))[0]) == 0.0
     assert float(surface_value(setup, vertices, frames, surface_candidates(setup, vertices, frames))[0]) > 0.0

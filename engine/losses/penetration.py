@@ -493,6 +493,14 @@ class SurfaceSetup:
             object.__setattr__(self, "_clusters", cached)
         return cached
 
+    def with_self_allowance(self, allowance: torch.Tensor) -> "SurfaceSetup":
+        """This setup with ``self_allowance`` set, keeping the cluster tables already built
+        (they depend only on the sample, and take tens of milliseconds to build)."""
+        updated = replace(self, self_allowance=allowance)
+        if "_clusters" in self.__dict__:
+            object.__setattr__(updated, "_clusters", self.__dict__["_clusters"])
+        return updated
+
 
 def build_surface_setup(
     rest_vertices: np.ndarray,
@@ -672,7 +680,7 @@ def initial_surface_self_allowance(setup: SurfaceSetup, vertices: torch.Tensor, 
     with torch.no_grad():
         num_people, count = vertices.shape[0], len(setup.slots)
         allowance = torch.zeros(num_people * count, dtype=vertices.dtype)
-        rows = surface_candidates(replace(setup, self_allowance=None), vertices, joint_frames)
+        rows = surface_candidates(setup, vertices, joint_frames)
         rows = rows[rows[:, 0] == rows[:, 1]]
         if len(rows):
             person, _, point, surface = rows.unbind(1)
