@@ -26,13 +26,17 @@ The initial pose is the ground truth with Gaussian joint noise like a pose regre
 again until the contact is at least 2 cm open with the limb outside the other body (at most
 5 mm of penetration, as for a ground truth); a case with no such draw stops the benchmark.
 
-Built cases (ground truth and initial pose per case and seed) are cached in
-``engine.cache.cache_dir() / "benchmark"`` (``$PROSEPOSE_CACHE_DIR`` or ~/.cache/prosepose),
-keyed by a hash of everything they are built from except the engine's code: the case, the
-seed, the ground-truth settings, the noise, the body's identity hash and region rules, and
-CASE_CACHE_VERSION. Each row says whether its case was built or read from the cache; after a
-change of the engine's losses or optimizer, --rebuild-cases shows the cases a fresh clone
-builds. A case's seed is --seed plus its place in CASES, so --case reproduces a full run's row.
+Built cases (ground truth and initial pose per case and seed) are kept in the repository, in
+``benchmarks/cases/`` (``--cases-dir`` names another folder), each file named by a hash of
+everything it is built from except the engine's code: the case, the seed, the ground-truth
+settings, the noise, the body's identity hash and region rules, and CASE_CACHE_VERSION. Why in
+the repository: a ground truth is a 500-step optimization, and another processor's
+floating-point rounding (another SIMD path of the same torch build) ends it in a visibly
+different pose, so cases built on each machine would make each machine measure other
+cases. A case whose file is missing (a new case, a changed recipe) is built and written
+there, for the change to commit; each row says whether its case was built or read.
+--rebuild-cases shows what the current engine builds (after a change of its losses or
+optimizer) and overwrites the files.
 
 One draw of the noise decides whether a case's MPJPE falls: the refinement moves the limb to
 the nearest point of the other region, while the ground truth touches it where it does, so
@@ -82,7 +86,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.body import load_body  # noqa: E402
-from engine.cache import cache_dir  # noqa: E402
 from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
 from engine.losses import LOSS_TERMS  # noqa: E402
 from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
@@ -360,7 +363,10 @@ def ground_truth(statics, regions, case: Case) -> PeopleState:
     start = seed_state(statics.body, case)
     problem = build_problem(statics, gt_regions, objective, start, people, floor_height=FLOOR, penetration=False)
     reached = refine(problem, GT_REACH).state
-    problem = build_problem(statics, gt_regions, objective, reached, people, floor_height=FLOOR)
+    # Every self-penetration counts here, not only what sinks deeper than the reached pose
+    # (the engine's rule for an artist's pose): the way there may have passed a foot through
+    # the other leg, and a ground truth must come out free of it.
+    problem = build_problem(statics, gt_regions, objective, reached, people, floor_height=FLOOR, self_allowance=False)
     return refine(problem, GT_REPAIR).state
 
 
@@ -445,7 +451,7 @@ def penetration_after(body, regions, case: Case, out) -> float:
 
 # Part of every case's cache key: bump it when the construction changes in a way the key does
 # not see (the code of ground_truth, perturb or build_case; the key holds their settings).
-CASE_CACHE_VERSION = 3
+CASE_CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -498,9 +504,12 @@ def case_cache_key(body, case: Case, seed: int) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def case_cache_path(body, case: Case, seed: int) -> Path:
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+
+def case_cache_path(body, case: Case, seed: int, folder: Path = CASES_DIR) -> Path:
     slug = "".join(ch if ch.isalnum() else "-" for ch in case.name)
-    return cache_dir() / "benchmark" / f"{slug}-seed{seed}-{case_cache_key(body, case, seed)}.pt"
+    return folder / f"{slug}-seed{seed}-{case_cache_key(body, case, seed)}.pt"
 
 
 def _state_tensors(state: PeopleState) -> dict[str, torch.Tensor]:
@@ -534,22 +543,22 @@ def load_case(path: Path, case: Case, num_joints: int) -> CaseStates | None:
     return states
 
 
-def case_states(statics, regions, case: Case, seed: int, rebuild: bool) -> tuple[CaseStates, str]:
-    """The case from the cache, else built and cached; and where it came from, for the log."""
+def case_states(statics, regions, case: Case, seed: int, rebuild: bool, folder: Path = CASES_DIR) -> tuple[CaseStates, str]:
+    """The case from its file, else built and written; and where it came from, for the log."""
     body = statics.body
-    path = case_cache_path(body, case, seed)
+    path = case_cache_path(body, case, seed, folder)
     if not rebuild:
         cached = load_case(path, case, len(body.joint_names))
         if cached is not None:
-            return cached, "case from cache"
+            return cached, f"case from {path.parent.name}/{path.name}"
     started = time.perf_counter()
     states = build_case(statics, regions, case, seed)
     source = f"case built in {time.perf_counter() - started:.1f} s"
     try:
         save_case(path, states)
-    except OSError as error:  # a read-only cache folder costs a rebuild next time, nothing else
-        return states, f"{source}, not cached: {error}"
-    return states, source
+    except OSError as error:  # a read-only folder costs a rebuild next time, nothing else
+        return states, f"{source}, not written: {error}"
+    return states, f"{source}, written to {path}"
 
 
 
@@ -698,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", help="run only cases whose name contains this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--rebuild-cases", action="store_true", help="build every case afresh instead of reading it from the cache")
+    parser.add_argument("--rebuild-cases", action="store_true", help="build every case afresh and overwrite its file")
+    parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help=f"folder of the built cases (default {CASES_DIR})")
     parser.add_argument(
         "--extra-draws", type=int, default=0, metavar="K",
         help=f"also refine K more noise draws of each case's ground truth (engine only, at most {MAX_EXTRA_DRAWS}) and print "
@@ -726,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine load average (1/5/15 min): {' '.join(load)} on {len(os.sched_getaffinity(0))} cores")
     except OSError:
         pass
-    print(f"cases (ground truth and initial pose) are cached in {cache_dir() / 'benchmark'}; "
+    print(f"cases (ground truth and initial pose) are read from {args.cases_dir}; "
           f"{'building them afresh (--rebuild-cases)' if args.rebuild_cases else '--rebuild-cases builds them afresh'}")
     header = (f"{'case':<18} {'contact before->after (mm)':>27} {'MPJPE before->after (mm)':>25} "
               f"{'PA-MPJPE (mm)':>15} {'pen (mm)':>8} {'iters':>9} {'time (s)':>8} {'naive (s)':>9} {'ratio':>6} {'naive contact (mm)':>18}")
@@ -735,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         # A case's seed follows its place in CASES, so --case and --quick reproduce its row of a full run.
         seed = args.seed + CASES.index(case)
-        states, source = case_states(statics, regions, case, seed, rebuild=args.rebuild_cases)
+        states, source = case_states(statics, regions, case, seed, rebuild=args.rebuild_cases, folder=args.cases_dir)
         result = run_case(body, regions, statics, case, states, seed, naive=(case.num_people == 2 and not args.no_naive))
         results.append(result)
         ratio = f"{result.naive_time / result.wall_time:6.1f}" if result.naive_time else "     -"
@@ -789,11 +799,13 @@ def main(argv: list[str] | None = None) -> int:
     for text, ok in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
     if args.extra_draws:
-        print_extra_draws(body, regions, statics, cases, results, args.seed, args.extra_draws)
+        print_extra_draws(body, regions, statics, cases, results, args.seed, args.extra_draws, args.cases_dir)
     return 0
 
 
-def print_extra_draws(body, regions, statics, cases: list[Case], results: list[CaseResult], base_seed: int, extra: int) -> None:
+def print_extra_draws(
+    body, regions, statics, cases: list[Case], results: list[CaseResult], base_seed: int, extra: int, folder: Path = CASES_DIR
+) -> None:
     """Each case's own draw and ``extra`` more noise draws of its ground truth (same LMM
     samples), engine only: mean MPJPE before and after, in how many draws it fell, contacts
     restored, median time. Information, not a target."""
@@ -803,7 +815,7 @@ def print_extra_draws(body, regions, statics, cases: list[Case], results: list[C
     for case, first in zip(cases, results):
         seed = base_seed + CASES.index(case)
         rows = [first]
-        gt = case_states(statics, regions, case, seed, rebuild=False)[0].ground_truth
+        gt = case_states(statics, regions, case, seed, rebuild=False, folder=folder)[0].ground_truth
         for draw in range(1, extra + 1):
             rows.append(run_case(body, regions, statics, case, noise_draw(statics, regions, case, gt, seed, draw), seed, naive=False))
         lower = sum(r.mpjpe_after < r.mpjpe_before for r in rows)

@@ -240,7 +240,12 @@ def build_problem(
     floor_height: float = 0.0,
     keypoints: Keypoints | None = None,
     penetration: bool = True,
+    self_allowance: bool = True,
 ) -> RefineProblem:
+    """penetration: whether the interpenetration terms are set up at all.
+    self_allowance: within one body, count only what sinks deeper than in ``initial`` (the
+        artist's own self-contact stays as posed); False counts every self-penetration, for a
+        pose that must come out free of it (the benchmark's ground truth)."""
     body = statics.body
     num_people, num_joints = initial.local_rotations.shape[:2]
     if len(people) != num_people:
@@ -308,14 +313,15 @@ def build_problem(
             self_mask=penetration_setup.self_mask & ~exempt,
             other_mask=~exempt,
         )
-        needed_ids = torch.as_tensor(needed, dtype=torch.long)
-        with torch.no_grad():
-            posed = body.forward(initial.local_rotations, initial.root_translation, initial.shape, needed_ids)
-        penetration_setup = replace(
-            penetration_setup,
-            self_allowance=initial_self_allowance(penetration_setup, posed.vertices, posed.joint_frames),
-            surface=surface.with_self_allowance(initial_surface_self_allowance(surface, posed.vertices, posed.joint_frames)),
-        )
+        if self_allowance:
+            needed_ids = torch.as_tensor(needed, dtype=torch.long)
+            with torch.no_grad():
+                posed = body.forward(initial.local_rotations, initial.root_translation, initial.shape, needed_ids)
+            penetration_setup = replace(
+                penetration_setup,
+                self_allowance=initial_self_allowance(penetration_setup, posed.vertices, posed.joint_frames),
+                surface=surface.with_self_allowance(initial_surface_self_allowance(surface, posed.vertices, posed.joint_frames)),
+            )
     keypoint_setup = None
     if keypoints is not None:
         keypoint_setup = KeypointSetup(
