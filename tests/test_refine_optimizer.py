@@ -18,6 +18,7 @@ from engine.optimizer import (
     default_weights,
     joint_step_scale,
     refine,
+    stopped_falling,
 )
 from engine.problem import BodyStatics, PersonOptions, build_problem
 from support.synthetic_body import SyntheticBody
@@ -263,3 +264,36 @@ def test_a_leg_standing_on_the_floor_is_held_as_hard_as_what_it_carries(body, st
     (option,) = lmm.terms[0].options
     assert len(option[0]) == 2  # one row, either foot on the other leg
     assert torch.allclose(weights(lmm, 0.05)[left_leg + right_leg], held[left_leg + right_leg])
+
+
+def _line_slope(values: list[float]) -> float:
+    n = len(values)
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sum((i - mean_x) ** 2 for i in range(n))
+
+
+def test_early_stop_follows_the_lowest_loss_so_far():
+    window, slope = 20, -1e-4
+    assert not stopped_falling([5.0] * (window - 1), window, slope)  # too few losses to judge
+    assert stopped_falling([5.0] * window, window, slope)  # flat
+    assert stopped_falling([float(v) for v in range(5, 6 + window)], window, slope)  # rising
+    # A limb sliding along a surface to its contact: the trend falls by 0.1 a step, and the
+    # last steps bounce off the surface. A line through the raw losses tilts upwards (the
+    # raw rule ended such a stage centimetres short of the contact) while new lows still come.
+    sliding = [80.0 - 0.1 * i for i in range(26)] + [83.0, 84.0, 83.0, 82.0]
+    assert _line_slope(sliding[-window:]) > slope
+    assert not stopped_falling(sliding, window, slope)
+    # A low before the window that the window never beats: no progress, stop.
+    assert stopped_falling([1.0] + [2.0 - 0.01 * i for i in range(window)], window, slope)
+
+
+def test_self_allowance_can_be_turned_off_for_a_pose_that_must_come_out_free(body, statics):
+    """The benchmark's ground truth counts every self-penetration; the engine's default
+    counts only what sinks deeper than the initial pose."""
+    state = scene(body)
+    relative = build_problem(statics, body.regions, hand_on_shoulder(), state, [PersonOptions()] * 2).setup.penetration
+    absolute = build_problem(
+        statics, body.regions, hand_on_shoulder(), state, [PersonOptions()] * 2, self_allowance=False
+    ).setup.penetration
+    assert relative.self_allowance is not None and relative.surface.self_allowance is not None
+    assert absolute.self_allowance is None and absolute.surface.self_allowance is None
