@@ -235,14 +235,13 @@ def stopped_falling(losses: list[float], window: int, slope: float) -> bool:
     goes flat only when no step improves on it any more."""
     if len(losses) < window:
         return False
+    # Seeded with the lowest loss before the window: an earlier low the window never beats
+    # counts as no progress.
+    running = min(losses[:-window], default=math.inf)
     lowest = []
-    running = math.inf
     for value in losses[-window:]:
         running = min(running, value)
         lowest.append(running)
-    # The window starts at the lowest loss before it, so an early low counts as no progress.
-    before = min(losses[:-window], default=math.inf)
-    lowest = [min(value, before) for value in lowest]
     return _slope(lowest) > slope
 
 
