@@ -30,13 +30,14 @@ Built cases (ground truth and initial pose per case and seed) are kept in the re
 ``benchmarks/cases/`` (``--cases-dir`` names another folder), each file named by a hash of
 everything it is built from except the engine's code: the case, the seed, the ground-truth
 settings, the noise, the body's identity hash and region rules, and CASE_CACHE_VERSION. Why in
-the repository: a ground truth is a 500-step optimization, and another processor's
-floating-point rounding (another SIMD path of the same torch build) ends it in a visibly
-different pose, so cases built on each machine would make each machine measure other
-cases. A case whose file is missing (a new case, a changed recipe) is built and written
-there, for the change to commit; each row says whether its case was built or read.
---rebuild-cases shows what the current engine builds (after a change of its losses or
-optimizer) and overwrites the files.
+the repository: a ground truth is a 500-step optimization by the engine's own code, whose end
+pose moves visibly with any change of that code (the key does not see it) and can move with
+another processor's floating-point rounding, so cases built on each machine (in a per-user
+cache, as before) made each machine measure other cases: a fresh clone built ground truths
+that sank a foot 32 mm into the other leg, where the cached ones did not. A case whose file
+is missing (a new case, a changed recipe) is built and written there, for the change to
+commit; each row says whether its case was built or read. --rebuild-cases shows what the
+current engine builds (after a change of its losses or optimizer) and overwrites the files.
 
 One draw of the noise decides whether a case's MPJPE falls: the refinement moves the limb to
 the nearest point of the other region, while the ground truth touches it where it does, so
