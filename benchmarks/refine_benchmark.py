@@ -29,7 +29,7 @@ again until the contact is at least 2 cm open with the limb outside the other bo
 Built cases (ground truth and initial pose per case and seed) are kept in the repository, in
 ``benchmarks/cases/`` (``--cases-dir`` names another folder), each file named by a hash of
 everything it is built from except the engine's code: the case, the seed, the ground-truth
-settings, the noise, the body's identity hash and region rules, and CASE_CACHE_VERSION. Why in
+settings, the noise, the body's identity hash and region rules, and CASE_VERSION. Why in
 the repository: a ground truth is a 500-step optimization by the engine's own code, whose end
 pose moves visibly with any change of that code (the key does not see it) and can move with
 another processor's floating-point rounding, so cases built on each machine (in a per-user
@@ -455,9 +455,9 @@ def penetration_after(body, regions, case: Case, out) -> float:
 
 # ----------------------------------------------------------------------------------- cases
 
-# Part of every case's cache key: bump it when the construction changes in a way the key does
+# Part of every case's key (its file name): bump it when the construction changes in a way the key does
 # not see (the code of ground_truth, perturb or build_case; the key holds their settings).
-CASE_CACHE_VERSION = 4
+CASE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -494,12 +494,12 @@ def noise_draw(statics, regions, case: Case, gt: PeopleState, seed: int, draw: i
     )
 
 
-def case_cache_key(body, case: Case, seed: int) -> str:
+def case_key(body, case: Case, seed: int) -> str:
     """A hash of everything a built case depends on, short of the engine's code: the case,
     the seed, the ground-truth settings, the noise and the draw rule, the body (its identity
-    hash, rest shape and region rules) and CASE_CACHE_VERSION."""
+    hash, rest shape and region rules) and CASE_VERSION."""
     recipe = {
-        "version": CASE_CACHE_VERSION,
+        "version": CASE_VERSION,
         "case": repr(case),
         "seed": seed,
         "ground_truth": [repr(GT_REACH), repr(GT_REPAIR), FLOOR, STAND_HEIGHT],
@@ -513,9 +513,9 @@ def case_cache_key(body, case: Case, seed: int) -> str:
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 
-def case_cache_path(body, case: Case, seed: int, folder: Path = CASES_DIR) -> Path:
+def case_path(body, case: Case, seed: int, folder: Path = CASES_DIR) -> Path:
     slug = "".join(ch if ch.isalnum() else "-" for ch in case.name)
-    return folder / f"{slug}-seed{seed}-{case_cache_key(body, case, seed)}.pt"
+    return folder / f"{slug}-seed{seed}-{case_key(body, case, seed)}.pt"
 
 
 def _state_tensors(state: PeopleState) -> dict[str, torch.Tensor]:
@@ -536,7 +536,7 @@ def save_case(path: Path, states: CaseStates) -> None:
 
 
 def load_case(path: Path, case: Case, num_joints: int) -> CaseStates | None:
-    """The cached case, or None when the file is absent, unreadable or not of this case's
+    """The stored case, or None when the file is absent, unreadable or not of this case's
     size (then it is built again)."""
     try:
         saved = torch.load(path, weights_only=True)
@@ -552,11 +552,11 @@ def load_case(path: Path, case: Case, num_joints: int) -> CaseStates | None:
 def case_states(statics, regions, case: Case, seed: int, rebuild: bool, folder: Path = CASES_DIR) -> tuple[CaseStates, str]:
     """The case from its file, else built and written; and where it came from, for the log."""
     body = statics.body
-    path = case_cache_path(body, case, seed, folder)
+    path = case_path(body, case, seed, folder)
     if not rebuild:
-        cached = load_case(path, case, len(body.joint_names))
-        if cached is not None:
-            return cached, f"case from {path.parent.name}/{path.name}"
+        stored = load_case(path, case, len(body.joint_names))
+        if stored is not None:
+            return stored, f"case from {path.parent.name}/{path.name}"
     started = time.perf_counter()
     states = build_case(statics, regions, case, seed)
     source = f"case built in {time.perf_counter() - started:.1f} s"

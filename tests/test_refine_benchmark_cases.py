@@ -1,6 +1,6 @@
 """The refinement benchmark's case helpers (benchmarks/refine_benchmark.py): seed-pose turns,
 the feet a ground truth stands on, the floor regions it optimizes on full vertex sets, and
-the on-disk case cache (its key and its files). Fast: the synthetic body, no optimization."""
+the stored cases (their key and their files). Fast: the synthetic body, no optimization."""
 
 from __future__ import annotations
 
@@ -87,21 +87,21 @@ def test_floor_regions_are_optimized_on_their_full_vertex_sets(bench):
     assert len(regions.subsample("right_hand")) == 10
 
 
-def test_cache_key_follows_what_a_case_is_built_from(bench, body, monkeypatch):
+def test_case_key_follows_what_a_case_is_built_from(bench, body, monkeypatch):
     case = one_case(bench, "hug")
-    key = bench.case_cache_key(body, case, 0)
-    assert key == bench.case_cache_key(body, case, 0)
-    assert key != bench.case_cache_key(body, case, 1)
-    assert key != bench.case_cache_key(body, replace(case, placement=((0.0, 0.0, 0.0), (0.0, -0.5, 180.0))), 0)
-    assert key != bench.case_cache_key(body, replace(case, seed_root_lowering=0.1), 0)
+    key = bench.case_key(body, case, 0)
+    assert key == bench.case_key(body, case, 0)
+    assert key != bench.case_key(body, case, 1)
+    assert key != bench.case_key(body, replace(case, placement=((0.0, 0.0, 0.0), (0.0, -0.5, 180.0))), 0)
+    assert key != bench.case_key(body, replace(case, seed_root_lowering=0.1), 0)
     monkeypatch.setattr(bench, "GT_REPAIR", replace(bench.GT_REPAIR, max_iterations=(201, 100)))
-    assert key != bench.case_cache_key(body, case, 0)
+    assert key != bench.case_key(body, case, 0)
     monkeypatch.undo()
-    monkeypatch.setattr(bench, "CASE_CACHE_VERSION", bench.CASE_CACHE_VERSION + 1)
-    assert key != bench.case_cache_key(body, case, 0)
+    monkeypatch.setattr(bench, "CASE_VERSION", bench.CASE_VERSION + 1)
+    assert key != bench.case_key(body, case, 0)
     monkeypatch.undo()
     monkeypatch.setattr(type(body), "identity_hash", "another body")
-    assert key != bench.case_cache_key(body, case, 0)
+    assert key != bench.case_key(body, case, 0)
 
 
 def test_ground_truth_settings_are_the_benchmarks_own(bench):
@@ -114,7 +114,7 @@ def test_ground_truth_settings_are_the_benchmarks_own(bench):
     assert min(bench.GT_REPAIR.weights.penetration) > 0.0
 
 
-def test_cached_case_round_trips_and_bad_files_are_rebuilt(bench, tmp_path):
+def test_stored_case_round_trips_and_bad_files_are_rebuilt(bench, tmp_path):
     num_joints = 5
     ground_truth = bench.PeopleState(torch.randn(2, num_joints, 3, 3), torch.randn(2, 3), torch.rand(2, 4))
     initial = bench.PeopleState(torch.randn(2, num_joints, 3, 3), torch.randn(2, 3), torch.rand(2, 4))
