@@ -455,8 +455,9 @@ def penetration_after(body, regions, case: Case, out) -> float:
 
 # ----------------------------------------------------------------------------------- cases
 
-# Part of every case's key (its file name): bump it when the construction changes in a way the key does
-# not see (the code of ground_truth, perturb or build_case; the key holds their settings).
+# Part of every case's key (its file name): bump it when the construction changes in a way
+# the key does not see (the code of ground_truth, perturb or build_case; the key holds their
+# settings).
 CASE_VERSION = 4
 
 
