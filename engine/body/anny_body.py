@@ -35,10 +35,11 @@ from engine.body.kinematics import (
     RestCache,
     VertexSubset,
     VertexSubsetCache,
+    cached_rest_transforms,
     cached_rest_vertices,
-    forward_kinematics,
+    cached_skinning_matrix,
     homogeneous,
-    skin_subset,
+    pose_and_skin,
 )
 
 ANNY_SHAPE_NAMES: tuple[str, ...] = ("gender", "age", "muscle", "weight", "height", "proportions")
@@ -191,17 +192,14 @@ class AnnyBody(BodyModel):
             per_subset = None
         else:
             coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape)
-        skeleton = forward_kinematics(
-            self._tree, rest_rotations, rest_heads, local_rotations.to(self.dtype), root_translation.to(self.dtype)
-        )
         subset = self._subsets.get(vertex_ids)
         rest = cached_rest_vertices(per_subset, subset, lambda: self._rest_vertices(coefficients, subset))
-        vertices = skin_subset(per_subset, subset, rest, skeleton)
-        return BodyOutput(
-            vertices=vertices,
-            joints=skeleton.world_positions,
-            joint_frames=homogeneous(skeleton.world_rotations, skeleton.world_positions),
+        frames, vertices = pose_and_skin(
+            self._tree, cached_rest_transforms(per_subset, self._tree, rest_rotations, rest_heads),
+            local_rotations.to(self.dtype), root_translation.to(self.dtype),
+            rest, subset.sparse_weights, cached_skinning_matrix(per_subset, subset, rest),
         )
+        return BodyOutput(vertices=vertices, joints=frames[..., :3, 3], joint_frames=frames)
 
 
 class _PhenotypeWeights:

@@ -39,10 +39,11 @@ from engine.body.kinematics import (
     KinematicTree,
     RestCache,
     VertexSubsetCache,
+    cached_rest_transforms,
     cached_rest_vertices,
-    forward_kinematics,
+    cached_skinning_matrix,
     homogeneous,
-    skin_subset,
+    pose_and_skin,
 )
 from engine.body.smplx_data import SMPLX_JOINT_NAMES, SMPLX_NUM_VERTICES, SMPLX_PARENTS
 
@@ -240,23 +241,26 @@ class SmplxBody(BodyModel):
         rotations = local_rotations.to(self.dtype)
         batch = rotations.shape[0]
         rest_joints, per_subset = self._rest_state(betas)
-        joints = rest_joints.expand(batch, -1, -1)
-        rest_rotations = torch.eye(3, dtype=self.dtype).expand(batch, len(self.parents), 3, 3)
-        skeleton = forward_kinematics(self._tree, rest_rotations, joints, rotations, root_translation.to(self.dtype))
+        rest_rotations = torch.eye(3, dtype=self.dtype).expand(rest_joints.shape[0], len(self.parents), 3, 3)
         subset = self._subsets.get(vertex_ids)
         rest = cached_rest_vertices(
             per_subset, subset,
             lambda: subset.template + (betas @ subset.blendshapes).reshape(betas.shape[0], -1, 3),
         )
+        matrix = None
         if self.pose_correctives:
             identity = torch.eye(3, dtype=self.dtype)
             pose_feature = (rotations[:, 1:] - identity).reshape(batch, -1)
             rest = rest + (pose_feature @ subset.extra[0]).reshape(batch, -1, 3)
-        # With pose correctives the rest vertices depend on the pose: nothing to cache.
-        vertices = skin_subset(None if self.pose_correctives else per_subset, subset, rest, skeleton)
+        else:  # with pose correctives the rest vertices depend on the pose: nothing to cache
+            matrix = cached_skinning_matrix(per_subset, subset, rest)
+        frames, vertices = pose_and_skin(
+            self._tree, cached_rest_transforms(per_subset, self._tree, rest_rotations, rest_joints),
+            rotations, root_translation.to(self.dtype), rest, subset.sparse_weights, matrix,
+        )
         to_world = self._model_to_world
-        world_rotations = to_world @ skeleton.world_rotations
-        world_positions = skeleton.world_positions @ to_world.T
+        world_rotations = to_world @ frames[..., :3, :3]
+        world_positions = frames[..., :3, 3] @ to_world.T
         return BodyOutput(
             vertices=vertices @ to_world.T,
             joints=world_positions,
