@@ -2,9 +2,8 @@
 
 Stage 1 moves root translation, shape and body pose (lr 0.01); stage 2 root translation and
 body pose (lr 0.001); each runs at most ``max_iterations`` steps and stops early when the slope
-of a least-squares line through the lowest total loss so far over the last
-``early_stop_window`` steps is above ``early_stop_slope`` (the loss no longer falls; see
-:func:`stopped_falling`).
+of a least-squares line through the total losses of the last ``early_stop_window`` steps is
+above ``early_stop_slope`` (the loss no longer falls; see :func:`stopped_falling`).
 
 Rotations are optimized as axis-angle *offsets* from the initial local rotations,
 ``R = R_initial @ exp(offset)``: zero offset is the artist's pose, the stay-close term is the
@@ -224,25 +223,18 @@ def _slope(values: list[float]) -> float:
 
 
 def stopped_falling(losses: list[float], window: int, slope: float) -> bool:
-    """The early-stop rule: the least-squares slope of the lowest loss so far over the last
-    ``window`` steps is above ``slope`` (the loss no longer falls).
+    """The early-stop rule (DESIGN.md): the least-squares slope of the last ``window`` losses
+    is above ``slope`` (the loss no longer falls).
 
-    Why the lowest so far and not the raw losses: the raw loss of a limb sliding along a
-    surface to its contact (a hand pushed against the partner's upper arm on its way up to
-    the shoulder) zigzags by a few percent from step to step while its trend falls by a
-    tenth of a percent, and a line through 20 such values tilts up by chance: the stage
-    ended centimetres short of the contact. The lowest loss so far falls with the trend and
-    goes flat only when no step improves on it any more."""
+    A stage whose loss zigzags while its trend still falls (a limb bouncing off a surface on
+    its way to a contact) ends early under this rule, so the loss must not zigzag for reasons
+    of the engine's own making: the interpenetration terms measure each point against the
+    surface vertex now nearest to it, not the one nearest at the last candidate search (see
+    engine.losses.penetration.SURFACE_TRACK_BAND_M), which is what made a hand sliding up an
+    arm to a shoulder bounce."""
     if len(losses) < window:
         return False
-    # Seeded with the lowest loss before the window: an earlier low the window never beats
-    # counts as no progress.
-    running = min(losses[:-window], default=math.inf)
-    lowest = []
-    for value in losses[-window:]:
-        running = min(running, value)
-        lowest.append(running)
-    return _slope(lowest) > slope
+    return _slope(losses[-window:]) > slope
 
 
 def joint_step_scale(problem: RefineProblem, rotation_scale: float, stiffness_step_scaling: bool) -> torch.Tensor:

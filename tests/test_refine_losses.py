@@ -298,12 +298,49 @@ def test_surface_test_finds_a_point_sunk_below_the_other_body():
     candidates = surface_candidates(setup, vertices, frames)
     # The sunk point against the patch centre; other rows are pairs near, not past, the
     # surface (kept as candidates within the search margin).
-    assert [0, 1, 4, 4] in candidates.tolist()
+    assert [0, 1, 4, 4] in candidates[:, :4].tolist()
     penalty, deepest = surface_value(setup, vertices, frames, candidates)
     assert float(deepest) == pytest.approx(0.02, abs=1e-6)
     assert float(penalty) > 0.0
     vertices[0, 4] = torch.tensor([0.0, 0.0, -(SURFACE_TOLERANCE_M - 0.001)])  # within tolerance: free
     assert float(surface_value(setup, vertices, frames, surface_candidates(setup, vertices, frames))[0]) == 0.0
+
+
+def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_searches():
+    import math
+
+    from engine.losses.penetration import SurfaceSetup, nearest_of_groups, surface_candidates, surface_value
+
+    # Person 2's sample: 24 vertices on a circle of radius 10 cm (3.9 cm apart) with outward
+    # normals; person 1's first vertex sits 1 cm inside, by the vertex at angle 0, the others far.
+    count = 24
+    angles = torch.arange(count) * (2 * math.pi / count)
+    radial = torch.stack([angles.cos(), angles.sin(), torch.zeros(count)], 1)
+    far = torch.tensor([5.0, 5.0, 5.0]) + 0.1 * radial
+    vertices = torch.stack([far.clone(), 0.1 * radial])
+    vertices[0, 0] = torch.tensor([0.09, 0.0, 0.0])
+    setup = SurfaceSetup(
+        slots=torch.arange(count),
+        rest_normals=radial,
+        skinning=torch.ones(count, 1),
+        rest_frames_inverse=torch.eye(4)[None],
+        self_allowed=torch.zeros(count, count, dtype=torch.bool),
+    )
+    frames = torch.eye(4).repeat(2, 1, 1, 1)
+    candidates = surface_candidates(setup, vertices, frames)
+    mine = candidates[(candidates[:, 0] == 0) & (candidates[:, 1] == 1) & (candidates[:, 2] == 0)]
+    assert len(set(mine[:, 4].tolist())) == 1  # one point against one body: one group
+    assert set(mine[:, 3].tolist()) == {count - 1, 0, 1}  # its nearest and both neighbours
+    assert nearest_of_groups(setup, vertices, candidates)[:, :4].tolist().count([0, 1, 0, 0]) == 1
+    # Slid round by 12 degrees, still 1 cm inside, without a new search: measured against the
+    # vertex now nearest (at 15 degrees), 10.1 mm deep; the one nearest at the search would
+    # give 12.0 mm.
+    turn = math.radians(12.0)
+    vertices[0, 0] = 0.09 * torch.tensor([math.cos(turn), math.sin(turn), 0.0])
+    assert [0, 1, 0, 1] in nearest_of_groups(setup, vertices, candidates).tolist()
+    only_mine = candidates[candidates[:, 0] == 0]
+    only_mine = torch.cat([only_mine[:, :4], torch.zeros_like(only_mine[:, :1])], 1)
+    assert float(surface_value(setup, vertices, frames, only_mine)[1]) == pytest.approx(0.1 - 0.09 * math.cos(math.radians(3.0)), abs=1e-5)
 
 
 def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_finds():

@@ -272,19 +272,19 @@ def _line_slope(values: list[float]) -> float:
     return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sum((i - mean_x) ** 2 for i in range(n))
 
 
-def test_early_stop_follows_the_lowest_loss_so_far():
+def test_early_stop_is_the_slope_of_the_last_losses():
     window, slope = 20, -1e-4
     assert not stopped_falling([5.0] * (window - 1), window, slope)  # too few losses to judge
     assert stopped_falling([5.0] * window, window, slope)  # flat
     assert stopped_falling([float(v) for v in range(5, 6 + window)], window, slope)  # rising
-    # A limb sliding along a surface to its contact: the trend falls by 0.1 a step, and the
-    # last steps bounce off the surface. A line through the raw losses tilts upwards (the
-    # raw rule ended such a stage centimetres short of the contact) while new lows still come.
-    sliding = [80.0 - 0.1 * i for i in range(26)] + [83.0, 84.0, 83.0, 82.0]
-    assert _line_slope(sliding[-window:]) > slope
-    assert not stopped_falling(sliding, window, slope)
-    # A low before the window that the window never beats: no progress, stop.
-    assert stopped_falling([1.0] + [2.0 - 0.01 * i for i in range(window)], window, slope)
+    falling = [80.0 - 0.01 * i for i in range(40)]
+    assert not stopped_falling(falling, window, slope)
+    # Only the last window counts: an earlier fall does not keep a stage going.
+    assert stopped_falling(falling + [79.0] * window, window, slope)
+    # A zigzag whose line still falls by more than the threshold goes on.
+    zigzag = [80.0 - 0.01 * i + (0.5 if i % 2 else -0.5) for i in range(window)]
+    assert _line_slope(zigzag) < slope
+    assert not stopped_falling(zigzag, window, slope)
 
 
 def test_self_allowance_can_be_turned_off_for_a_pose_that_must_come_out_free(body, statics):

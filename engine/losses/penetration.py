@@ -441,6 +441,15 @@ SURFACE_MAX_LATERAL_M = 0.02
 SELF_REST_FAR_M = 0.08
 # Vertices per cluster of the nearest-vertex search (see surface_candidates).
 SURFACE_CLUSTER_SIZE = 16
+# Between two searches each point is measured against the nearest of the surface vertices
+# that were at most this much farther from it than its nearest at the search (see
+# surface_value). Why: the sample is sparse (a few centimetres between vertices), and a hand
+# sliding along an arm to a shoulder passes several of them between two searches; measured
+# against the vertex nearest at the search, whose tangent plane falls behind, its depth was
+# wrong until the next search, which then made a step in the penalty and in the loss, and
+# the early stop ended stage 1 with the hand 3 cm short of the shoulder. A point whose
+# nearest vertex changes while both move less than half this far is still measured exactly.
+SURFACE_TRACK_BAND_M = 0.03
 
 
 @dataclass(frozen=True)
@@ -573,9 +582,12 @@ def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torc
 
 
 def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
-    """(K, 4) long rows (point person, surface person, point sample, surface sample): each
-    tested vertex with its nearest vertex of each body, where it is within
-    SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient). vertices: (N, V', 3).
+    """(K, 5) long rows (point person, surface person, point sample, surface sample, group):
+    each tested vertex with its nearest vertex of each body, where it is within
+    SURFACE_CANDIDATE_MARGIN_M of the tolerance (no gradient), and with every other surface
+    vertex at most SURFACE_TRACK_BAND_M farther from it than that one; the rows of one point
+    and body share a group (numbered from 0), whose nearest row surface_value measures.
+    vertices: (N, V', 3).
 
     The nearest vertex is searched cluster by cluster: a pair of clusters (small groups of
     nearby sample vertices, ``SurfaceSetup.cluster_members``) is compared vertex by vertex
@@ -636,7 +648,25 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         depth = -(gap * normals).sum(-1)
         lateral = (gap + depth[:, None] * normals).norm(dim=-1)
         keep = (depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M) & (lateral < SURFACE_MAX_LATERAL_M)
-        return torch.stack([rows_a[keep], rows_b[keep], point_ids[keep], surface_ids[keep]], 1)
+        if not bool(keep.any()):
+            return torch.zeros(0, 5, dtype=torch.long)
+        # The band around each kept point's nearest vertex, read from the same distances.
+        kept_keys = keys[keep]  # sorted
+        group_of_key = torch.full((num_people * num_people * count,), -1, dtype=torch.long)
+        group_of_key[kept_keys] = torch.arange(len(kept_keys))
+        reach = (best[kept_keys].clamp(min=0.0).sqrt() + SURFACE_TRACK_BAND_M) ** 2  # (G,); rounding can make 0 negative
+        entry_keys = (person_a * num_people + person_b)[:, None] * count + members[cluster_a]  # (P, K)
+        group = group_of_key[entry_keys].masked_fill(~member_mask[cluster_a], -1)
+        within = (group >= 0)[:, :, None] & (squared <= reach[group.clamp(min=0)][:, :, None])  # (P, K, K)
+        pair, point, surface = within.nonzero(as_tuple=True)
+        rows = torch.stack(
+            [
+                person_a[pair], person_b[pair], members[cluster_a[pair], point], members[cluster_b[pair], surface],
+                group[pair, point],
+            ],
+            1,
+        )
+        return rows[torch.argsort(rows[:, 4], stable=True)]
 
 
 def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -647,14 +677,34 @@ def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unique, position
 
 
+def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The row of each group of ``candidates`` (see surface_candidates) whose surface vertex
+    is now nearest to its point (the first on a tie): (G, 4) rows (point person, surface
+    person, point sample, surface sample). Rows of four columns are their own groups."""
+    if candidates.shape[1] == 4 or candidates.shape[0] == 0:
+        return candidates[:, :4]
+    with torch.no_grad():
+        count = vertices.shape[1]
+        flat = vertices.detach().reshape(-1, 3)
+        person_a, person_b, point, surface, group = candidates.unbind(1)
+        gap = flat.index_select(0, person_a * count + setup.slots[point]) - flat.index_select(0, person_b * count + setup.slots[surface])
+        squared = (gap * gap).sum(-1)
+        groups = int(group[-1]) + 1  # rows are sorted by group
+        nearest = torch.full((groups,), math.inf, dtype=squared.dtype).scatter_reduce_(0, group, squared, reduce="amin")
+        rows = (squared <= nearest[group]).nonzero()[:, 0]
+        first = torch.full((groups,), len(candidates), dtype=torch.long).scatter_reduce_(0, group[rows], rows, reduce="amin")
+        return candidates[first, :4]
+
+
 def surface_value(
     setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor, candidates: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penalty ``sum relu(depth - tolerance)^2 / DEPTH_SCALE_M^2`` over the candidate rows and
-    their maximum depth (metres, -1 without rows)."""
+    """Penalty ``sum relu(depth - tolerance)^2 / DEPTH_SCALE_M^2`` over the candidates (each
+    point against its group's nearest surface vertex, see nearest_of_groups) and their
+    maximum depth (metres, -1 without rows)."""
     if candidates.shape[0] == 0:
         return vertices.new_zeros(()), vertices.new_full((), -1.0)
-    person_a, person_b, point, surface = candidates.unbind(1)
+    person_a, person_b, point, surface = nearest_of_groups(setup, vertices, candidates).unbind(1)
     normals = _posed_normals(setup, joint_frames, person_b, surface).to(vertices.dtype)
     count = vertices.shape[1]
     rows = torch.cat([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]])
@@ -680,7 +730,7 @@ def initial_surface_self_allowance(setup: SurfaceSetup, vertices: torch.Tensor, 
     with torch.no_grad():
         num_people, count = vertices.shape[0], len(setup.slots)
         allowance = torch.zeros(num_people * count, dtype=vertices.dtype)
-        rows = surface_candidates(setup, vertices, joint_frames)
+        rows = nearest_of_groups(setup, vertices, surface_candidates(setup, vertices, joint_frames))
         rows = rows[rows[:, 0] == rows[:, 1]]
         if len(rows):
             person, _, point, surface = rows.unbind(1)

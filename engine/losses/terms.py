@@ -71,7 +71,7 @@ class LossInputs:
     translation_offsets: (N, 3) metres; shape: (N, S).
     penetration_candidates: optional (K, 4) long (vertex person, capsule person, vertex,
         capsule) rows to evaluate instead of every pair (see penetration_candidates).
-    surface_candidates: optional (K, 4) long rows of the mesh surface test (see
+    surface_candidates: optional (K, 5) long rows of the mesh surface test (see
         engine.losses.penetration.surface_candidates); found afresh when None.
     """
 
