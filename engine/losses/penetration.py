@@ -657,14 +657,14 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         reach = (best[kept_keys].clamp(min=0.0).sqrt() + SURFACE_TRACK_BAND_M) ** 2  # (G,); rounding can make 0 negative
         entry_keys = (person_a * num_people + person_b)[:, None] * count + members[cluster_a]  # (P, K)
         group = group_of_key[entry_keys].masked_fill(~member_mask[cluster_a], -1)
-        within = (group >= 0)[:, :, None] & (squared <= reach[group.clamp(min=0)][:, :, None])  # (P, K, K)
-        pair, point, surface = within.nonzero(as_tuple=True)
+        # Only the few cluster pairs with a kept point are read again.
+        pair = (group >= 0).any(dim=1).nonzero()[:, 0]
+        group = group[pair]
+        within = (group >= 0)[:, :, None] & (squared[pair] <= reach[group.clamp(min=0)][:, :, None])  # (P', K, K)
+        local, point, surface = within.nonzero(as_tuple=True)
+        group, pair = group[local, point], pair[local]
         rows = torch.stack(
-            [
-                person_a[pair], person_b[pair], members[cluster_a[pair], point], members[cluster_b[pair], surface],
-                group[pair, point],
-            ],
-            1,
+            [person_a[pair], person_b[pair], members[cluster_a[pair], point], members[cluster_b[pair], surface], group], 1
         )
         return rows[torch.argsort(rows[:, 4], stable=True)]
 
