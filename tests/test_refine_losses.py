@@ -490,3 +490,33 @@ def test_surface_self_test_counts_only_what_sinks_deeper_than_the_initial_pose()
     deeper[0, 9, 2] = -0.03
     penalty = float(surface_value(held, deeper, frames, surface_candidates(held, deeper, frames))[0])
     assert penalty == pytest.approx((0.01 / DEPTH_SCALE_M) ** 2, rel=1e-3)
+
+
+def test_contact_value_and_gradient_equal_the_weighted_term_values():
+    """contact_value decides the counting option and alternatives without gradient and sums
+    the chosen pair distances; value and gradient must be those of the min/sum/min objective,
+    for plain and saturated (LMM) terms alike."""
+    from engine.losses.contact import saturate
+
+    generator = torch.Generator().manual_seed(5)
+    vertices = torch.rand(2, NUM_VERTICES, 3, generator=generator)
+    samples = [
+        ParsedSample(rows=(row("hand", "shoulder"), row("foot", "head"))),
+        ParsedSample(rows=(ParsedRow(cell("hand", both=True), cell("head"), "hands | head"),)),
+        ParsedSample(rows=(row("hand", "hand"), row("hand", "shoulder"))),
+    ]
+    objective = objective_from_samples(samples, 2)
+    ids = np.arange(NUM_VERTICES)
+    for scale in (None, 0.2):
+        index = build_contact_index(objective, HandRegions(), [ids] * 2, lmm_saturation_m=scale)
+        fast = vertices.clone().requires_grad_(True)
+        value_fast = contact_value(index, fast, 0.0)
+        value_fast.backward()
+        slow = vertices.clone().requires_grad_(True)
+        distances = pair_distances(index, slow, 0.0)
+        values = term_values(index, saturate(distances, scale) if scale else distances)
+        value_slow = (index.term_weights * values).sum()
+        value_slow.backward()
+        assert float(value_fast.detach()) == pytest.approx(float(value_slow.detach()), rel=1e-6)
+        assert fast.grad.abs().max() > 0
+        torch.testing.assert_close(fast.grad, slow.grad)

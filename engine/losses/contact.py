@@ -241,16 +241,44 @@ def term_values(index: ContactIndex, distances: torch.Tensor) -> torch.Tensor:
     return options[index.term_options].masked_fill(~index.term_mask, _FAR).amin(dim=1)  # (T,)
 
 
+def pair_coefficients(index: ContactIndex, distances: torch.Tensor, term_weights: torch.Tensor) -> torch.Tensor:
+    """(P,) how often, weighted, each pair is the one that counts: for every term its cheapest
+    option (term_values), in each of that option's rows its nearest alternative; the term's
+    weight (``term_weights`` (T,)) goes to that pair. So sum(coefficients * distances) is
+    sum_t term_weights_t * term_values_t, and its gradient is the objective's (sub)gradient.
+    distances: (P,) without gradient."""
+    rows = distances[index.row_pairs].masked_fill(~index.row_mask, _FAR)  # (R, A)
+    row_values, alternative = rows.min(dim=1)
+    row_pair = index.row_pairs.gather(1, alternative[:, None])[:, 0]  # (R,)
+    options = (row_values[index.option_rows] * index.option_mask).sum(dim=1)  # (O,)
+    option = index.term_options.gather(
+        1, options[index.term_options].masked_fill(~index.term_mask, _FAR).argmin(dim=1, keepdim=True)
+    )[:, 0]  # (T,) the cheapest option of each term
+    pairs = row_pair[index.option_rows[option]]  # (T, W)
+    weights = term_weights[:, None].to(distances.dtype) * index.option_mask[option]
+    return distances.new_zeros(len(index.pairs)).index_add_(0, pairs.reshape(-1), weights.reshape(-1))
+
+
 def contact_value(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
-    """The objective's weighted value (scalar); zero for an objective without terms."""
+    """The objective's weighted value (scalar); zero for an objective without terms.
+
+    Which option of each term and which alternative of each row count is decided without
+    gradient (pair_coefficients); the value is then a weighted sum of the pair distances, so
+    the backward pass runs through P distances and not through the min/sum/min structure."""
     if index.num_terms == 0:
         return vertices.new_zeros(())
     distances = pair_distances(index, vertices, floor_height)
-    values = term_values(index, distances)
+    weights = index.term_weights.to(distances.dtype)
     scales = index.term_saturation
-    if scales is not None and bool((scales > 0).any()):
+    saturated = scales is not None and bool((scales > 0).any())
+    with torch.no_grad():
+        plain_weights = torch.where(scales > 0, 0.0, weights) if saturated else weights
+        coefficients = pair_coefficients(index, distances.detach(), plain_weights)
+    value = (coefficients * distances).sum()
+    if saturated:
         # Every saturated term of one objective shares one scale (build_contact_index).
-        scale = float(scales.max())
-        robust = term_values(index, saturate(distances, scale))
-        values = torch.where(scales > 0, robust, values)
-    return (index.term_weights.to(values.dtype) * values).sum()
+        robust = saturate(distances, float(scales.max()))
+        with torch.no_grad():
+            robust_coefficients = pair_coefficients(index, robust.detach(), torch.where(scales > 0, weights, 0.0))
+        value = value + (robust_coefficients * robust).sum()
+    return value
