@@ -504,6 +504,8 @@ def test_contact_value_and_gradient_equal_the_weighted_term_values():
         ParsedSample(rows=(row("hand", "shoulder"), row("foot", "head"))),
         ParsedSample(rows=(ParsedRow(cell("hand", both=True), cell("head"), "hands | head"),)),
         ParsedSample(rows=(row("hand", "hand"), row("hand", "shoulder"))),
+        # A cell with alternatives: its row counts the nearer of shoulder and head.
+        ParsedSample(rows=(ParsedRow(cell("foot"), ParsedCell((CellPart("shoulder"), CellPart("head")), "shoulder, head"), "x"),)),
     ]
     objective = objective_from_samples(samples, 2)
     ids = np.arange(NUM_VERTICES)
