@@ -522,3 +522,44 @@ def test_contact_value_and_gradient_equal_the_weighted_term_values():
         assert float(value_fast.detach()) == pytest.approx(float(value_slow.detach()), rel=1e-6)
         assert fast.grad.abs().max() > 0
         torch.testing.assert_close(fast.grad, slow.grad)
+
+
+def test_penetration_penalties_match_their_formulas_in_value_and_gradient():
+    """The capsule and surface penalties are single autograd nodes with a hand-written
+    backward; they must give what the formulas give through plain torch operations."""
+    from engine.losses.penetration import DEPTH_SCALE_M, _CapsulePenalty, _paired_depth, _SurfacePenalty
+
+    generator = torch.Generator().manual_seed(11)
+    count = 200
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator, dtype=torch.float64)
+
+    points = (0.2 * rand(count, 3)).requires_grad_(True)
+    start = (0.2 * rand(count, 3)).requires_grad_(True)
+    end = (start.detach() + 0.1 * rand(count, 3)).requires_grad_(True)
+    radius = 0.05 + 0.05 * rand(count)
+    onset = 0.005 + 0.01 * rand(count)
+    normals = torch.nn.functional.normalize(rand(count, 3) - 0.5, dim=-1)
+    surface = (0.2 * rand(count, 3)).requires_grad_(True)
+    weights = (1.0, 3.0)
+
+    def gradients(penalty):
+        inputs = (points, start, end, surface)
+        for tensor in inputs:
+            tensor.grad = None
+        penalty.backward()
+        return [None if t.grad is None else t.grad.clone() for t in inputs]
+
+    capsule, deepest = _CapsulePenalty.apply(points, start, end, radius, onset)
+    fast = gradients(weights[0] * capsule + weights[1] * _SurfacePenalty.apply(points, surface, normals, onset)[0])
+    depth = _paired_depth(points, start, end, radius)
+    excess = torch.relu(depth - onset) / DEPTH_SCALE_M
+    surface_excess = torch.relu(-((points - surface) * normals).sum(-1) - onset) / DEPTH_SCALE_M
+    reference_capsule = (excess * excess).sum()
+    slow = gradients(weights[0] * reference_capsule + weights[1] * (surface_excess * surface_excess).sum())
+    assert int((excess > 0).sum()) > 20 and int((surface_excess > 0).sum()) > 20  # both penalties act
+    assert float(capsule.detach()) == pytest.approx(float(reference_capsule.detach()), rel=1e-12)
+    assert float(deepest) == pytest.approx(float(depth.max().detach()), rel=1e-12)
+    for got, expected in zip(fast, slow):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)

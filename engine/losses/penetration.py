@@ -401,13 +401,64 @@ def penetration_value(
     person_v, person_c, vertex, capsule = candidates.unbind(1)
     points = vertices[person_v, setup.vertex_slots[vertex]]  # (K, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
-    depth = _paired_depth(points, start[person_c, capsule], end[person_c, capsule], setup.capsules.radius[capsule].to(vertices.dtype))
-    onset = torch.full_like(depth, TOLERANCE_M)
+    onset = torch.full((len(candidates),), TOLERANCE_M, dtype=vertices.dtype)
     if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(depth.dtype)[person_v, vertex, capsule]
+        allowance = setup.self_allowance.to(vertices.dtype)[person_v, vertex, capsule]
         onset = onset + torch.where(person_v == person_c, allowance, torch.zeros_like(allowance))
-    excess = torch.relu(depth - onset) / DEPTH_SCALE_M
-    return (excess * excess).sum(), depth.max().detach() if deepest is None else deepest
+    penalty, candidates_deepest = _CapsulePenalty.apply(
+        points, start[person_c, capsule], end[person_c, capsule], setup.capsules.radius[capsule].to(vertices.dtype), onset
+    )
+    return penalty, candidates_deepest if deepest is None else deepest
+
+
+class _CapsulePenalty(torch.autograd.Function):
+    """``sum (relu(depth - onset) / DEPTH_SCALE_M)^2`` over rows of points and capsules, with
+    ``depth = radius - distance(point, segment)`` (see _paired_depth), and the deepest depth.
+    One autograd node instead of some twenty: the gradient of the distance is the unit
+    direction u from the segment's nearest point c = start + t (end - start) to the point,
+    for the point, and -(1 - t) u and -t u for the segment's ends (t's own change moves c
+    along the segment, orthogonal to u, or not at all where it is clamped)."""
+
+    @staticmethod
+    def forward(ctx, points, start, end, radius, onset):
+        axis = end - start
+        rel = points - start
+        t = ((rel * axis).sum(-1) / (axis * axis).sum(-1)).clamp(0.0, 1.0)
+        offset = rel - t[:, None] * axis
+        distance = torch.sqrt((offset * offset).sum(-1) + 1e-12)
+        depth = radius - distance
+        excess = torch.relu(depth - onset) / DEPTH_SCALE_M
+        ctx.save_for_backward(offset / distance[:, None], t, excess)
+        deepest = depth.max()
+        ctx.mark_non_differentiable(deepest)
+        return (excess * excess).sum(), deepest
+
+    @staticmethod
+    def backward(ctx, grad_penalty, _grad_deepest):
+        direction, t, excess = ctx.saved_tensors
+        slope = (grad_penalty * 2.0 / DEPTH_SCALE_M) * excess  # d penalty / d depth
+        along = slope[:, None] * direction
+        return -along, (1.0 - t)[:, None] * along, t[:, None] * along, None, None
+
+
+class _SurfacePenalty(torch.autograd.Function):
+    """``sum (relu(depth - onset) / DEPTH_SCALE_M)^2`` with ``depth = -(point - surface) . normal``
+    (normals without gradient), and the deepest depth: one autograd node."""
+
+    @staticmethod
+    def forward(ctx, points, surface, normals, onset):
+        depth = -((points - surface) * normals).sum(-1)
+        excess = torch.relu(depth - onset) / DEPTH_SCALE_M
+        ctx.save_for_backward(normals, excess)
+        deepest = depth.max()
+        ctx.mark_non_differentiable(deepest)
+        return (excess * excess).sum(), deepest
+
+    @staticmethod
+    def backward(ctx, grad_penalty, _grad_deepest):
+        normals, excess = ctx.saved_tensors
+        push = ((grad_penalty * 2.0 / DEPTH_SCALE_M) * excess)[:, None] * normals
+        return -push, push, None, None
 
 
 # ------------------------------------------------------------------ surface (mesh) test
@@ -709,14 +760,11 @@ def surface_value(
     count = vertices.shape[1]
     rows = torch.cat([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]])
     ends = vertices.reshape(-1, 3).index_select(0, rows)  # one gather: cheap to differentiate
-    gap = ends[: len(point)] - ends[len(point) :]
-    depth = -(gap * normals).sum(-1)
-    onset = torch.full_like(depth, SURFACE_TOLERANCE_M)
+    onset = torch.full((len(point),), SURFACE_TOLERANCE_M, dtype=vertices.dtype)
     if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(depth.dtype)[person_a, point]
+        allowance = setup.self_allowance.to(vertices.dtype)[person_a, point]
         onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
-    excess = torch.relu(depth - onset) / DEPTH_SCALE_M
-    return (excess * excess).sum(), depth.max().detach()
+    return _SurfacePenalty.apply(ends[: len(point)], ends[len(point) :], normals, onset)
 
 
 def initial_surface_self_allowance(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
