@@ -65,7 +65,7 @@ its own: the floor is a contact target, not a body), iterations per stage, wall 
 the naive speed ratio; then the targets of issue 4 with pass/fail and the peak memory
 (resource.getrusage). Timings depend on the machine's load: the figures are printed, not
 asserted. The wall time is the median of --repeat runs of the same (deterministic)
-refinement: on a shared 2-core machine one run of the same refinement took 0.95 to 1.43 s.
+refinement: on a shared 2-core machine single runs of one refinement differed by up to half.
 """
 
 from __future__ import annotations
