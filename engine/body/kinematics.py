@@ -469,7 +469,8 @@ class VertexSubsetCache:
 class RestCache:
     """Shape-dependent rest data for shapes that are not being optimised (no gradient), keyed
     by value: stage 2 of the optimizer and every frame of a clip reuse it. Each entry also
-    keeps the rest vertices of the vertex subsets asked for with that shape."""
+    keeps, in a dictionary, what posing derives from the shape alone: the rest vertices and
+    skinning matrix of each vertex subset asked for with it, and its RestTransforms."""
 
     MAX_ENTRIES = 8
 
@@ -533,7 +534,7 @@ def cached_rest_transforms(
 
 
 def cached_rest_vertices(
-    per_subset: dict[bytes, torch.Tensor] | None, subset: VertexSubset, compute
+    per_subset: dict[bytes, object] | None, subset: VertexSubset, compute
 ) -> torch.Tensor:
     """``compute()`` once per subset for a cached shape (``per_subset`` None: no caching)."""
     if per_subset is None:
