@@ -338,6 +338,10 @@ def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_
     turn = math.radians(12.0)
     vertices[0, 0] = 0.09 * torch.tensor([math.cos(turn), math.sin(turn), 0.0])
     assert [0, 1, 0, 1] in nearest_of_groups(setup, vertices, candidates).tolist()
+    # Non-finite vertices still give one row per group (the loss turns non-finite and the
+    # optimizer's guard ends the stage), not an indexing error.
+    broken = vertices * float("nan")
+    assert len(nearest_of_groups(setup, broken, candidates)) == int(candidates[-1, 4]) + 1
     only_mine = candidates[candidates[:, 0] == 0]
     only_mine = torch.cat([only_mine[:, :4], torch.zeros_like(only_mine[:, :1])], 1)
     assert float(surface_value(setup, vertices, frames, only_mine)[1]) == pytest.approx(0.1 - 0.09 * math.cos(math.radians(3.0)), abs=1e-5)

@@ -739,7 +739,7 @@ def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: t
         flat = vertices.detach().reshape(-1, 3)
         person_a, person_b, point, surface, group = candidates.unbind(1)
         gap = flat.index_select(0, person_a * count + setup.slots[point]) - flat.index_select(0, person_b * count + setup.slots[surface])
-        squared = (gap * gap).sum(-1)
+        squared = torch.nan_to_num((gap * gap).sum(-1), nan=math.inf)  # non-finite vertices still choose
         groups = int(group[-1]) + 1  # rows are sorted by group
         nearest = torch.full((groups,), math.inf, dtype=squared.dtype).scatter_reduce_(0, group, squared, reduce="amin")
         rows = (squared <= nearest[group]).nonzero()[:, 0]
