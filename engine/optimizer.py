@@ -29,7 +29,7 @@ import torch
 
 from engine.body.base import BodyModel, BodyOutput
 from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
-from engine.losses.geometry import axis_angle_to_matrix
+from engine.losses.geometry import rotate_by_axis_angle
 from engine.losses.penetration import penetration_candidates, surface_candidates
 
 NUM_STAGES = 2
@@ -336,7 +336,7 @@ class OptimizationVariables:
         shape = self.shape()
         if not self.shape_active:
             shape = shape.detach()
-        rotations = initial.local_rotations @ axis_angle_to_matrix(offsets)
+        rotations = rotate_by_axis_angle(initial.local_rotations, offsets)
         output = problem.body.forward(
             rotations, initial.root_translation + translation, shape, problem.vertex_ids,
             rest_orientation_shape=self.rest_orientation_shape,

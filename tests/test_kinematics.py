@@ -110,3 +110,27 @@ def test_pose_and_skin_needs_a_way_to_skin():
     rest = RestTransforms.from_rest(tree, x["rest_rotations"], x["rest_positions"])
     with pytest.raises(ValueError, match="skinning matrix or rest vertices"):
         pose_and_skin(tree, rest, axis_angle_to_matrix(x["pose"]), x["root_translation"])
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.05, 1e-4, 0.0])
+def test_rotate_by_axis_angle_matches_rodrigues_in_value_and_gradient(scale):
+    """The optimizer's rotation offsets go through one autograd node with the SO(3) right
+    Jacobian; small angles (the common case) use its series, large ones the closed form."""
+    from engine.losses.geometry import rotate_by_axis_angle
+
+    generator = torch.Generator().manual_seed(1)
+    offsets = (scale * torch.randn(64, 3, generator=generator, dtype=torch.float64)).requires_grad_(True)
+    base = axis_angle_to_matrix(torch.randn(64, 3, generator=generator, dtype=torch.float64)).requires_grad_(True)
+    weights = torch.randn(64, 3, 3, generator=generator, dtype=torch.float64)
+
+    def gradients(function):
+        offsets.grad = base.grad = None
+        value = function()
+        (value * weights).sum().backward()
+        return value.detach(), offsets.grad.clone(), base.grad.clone()
+
+    fast = gradients(lambda: rotate_by_axis_angle(base, offsets))
+    slow = gradients(lambda: base @ axis_angle_to_matrix(offsets))
+    assert slow[1].abs().max() > 0.1
+    for got, expected in zip(fast, slow):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
