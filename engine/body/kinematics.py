@@ -202,7 +202,6 @@ class SkinningMatrix:
     by_vertex: torch.Tensor
     by_row: torch.Tensor
     batch: int
-    count: int
 
 
 def skinning_matrix(rest_vertices: torch.Tensor, weights: torch.Tensor) -> SkinningMatrix:
@@ -222,23 +221,14 @@ def skinning_matrix(rest_vertices: torch.Tensor, weights: torch.Tensor) -> Skinn
         by_vertex=_sparse_csr(torch.stack([rows, columns]), values, size),
         by_row=_sparse_csr(torch.stack([columns, rows]), values, size[::-1]),
         batch=batch,
-        count=count,
     )
 
 
-def _affine(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3), (..., 3) -> (..., 4, 4) without autograd bookkeeping (a fresh tensor)."""
-    out = rotations.new_zeros(rotations.shape[:-2] + (4, 4))
-    out[..., :3, :3] = rotations
-    out[..., :3, 3] = translations
-    out[..., 3, 3] = 1.0
-    return out
-
-
-def _affine_inverse(matrices: torch.Tensor) -> torch.Tensor:
-    """(..., 4, 4) rigid transforms -> their inverses."""
-    rotation_t = matrices[..., :3, :3].transpose(-1, -2)
-    return _affine(rotation_t, -(rotation_t @ matrices[..., :3, 3:])[..., 0])
+def _rigid_inverse(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Tensor:
+    """The inverse of the rigid transforms [rotations | translations] ((..., 3, 3), (..., 3))
+    as (..., 4, 4)."""
+    rotation_t = rotations.transpose(-1, -2)
+    return homogeneous(rotation_t, -(rotation_t @ translations.unsqueeze(-1))[..., 0])
 
 
 def _batch_sum(gradient: torch.Tensor, batch: int) -> torch.Tensor:
@@ -265,15 +255,9 @@ class RestTransforms:
         parent_t = rest_rotations[:, parent].transpose(-1, -2)
         relative = torch.cat([rest_rotations[:, :1], parent_t @ rest_rotations[:, 1:]], dim=1)
         offsets = (parent_t @ (rest_positions[:, 1:] - rest_positions[:, parent]).unsqueeze(-1))[..., 0]
-        rest_t = rest_rotations.transpose(-1, -2)
-        inverse = torch.cat(
-            [
-                torch.cat([rest_t, -(rest_t @ rest_positions.unsqueeze(-1))], dim=-1),
-                torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=rest_t.dtype).expand(*rest_t.shape[:2], 1, 4),
-            ],
-            dim=-2,
+        return RestTransforms(
+            relative, torch.cat([rest_positions[:, :1], offsets], dim=1), _rigid_inverse(rest_rotations, rest_positions)
         )
-        return RestTransforms(relative, torch.cat([rest_positions[:, :1], offsets], dim=1), inverse)
 
 
 def _skin_by_matrix(matrix: SkinningMatrix, skin: torch.Tensor) -> torch.Tensor:
@@ -317,11 +301,8 @@ class _PoseAndSkin(torch.autograd.Function):
     def forward(ctx, rotations, translations, rest_inverse, rest_vertices, matrix, weights, tree):
         with torch.no_grad():
             batch, joints = rotations.shape[:2]
-            world = rotations.new_zeros(batch, joints + 1, 4, 4)
-            world[:, :joints, :3, :3] = rotations
-            world[:, :joints, :3, 3] = translations
-            world[:, :joints, 3, 3] = 1.0
-            world[:, joints] = torch.eye(4, dtype=rotations.dtype)
+            identity = torch.eye(4, dtype=rotations.dtype).expand(batch, 1, 4, 4)  # the slot of "no ancestor"
+            world = torch.cat([homogeneous(rotations, translations), identity], dim=1)
             for ancestors in tree.jump_ancestors:
                 world = world[:, ancestors] @ world
             world = world[:, :joints]
@@ -366,7 +347,8 @@ class _PoseAndSkin(torch.autograd.Function):
         subtree = tree.subtree.to(world.dtype) @ moments.permute(1, 0, 2, 3).reshape(joints, batch * 16)
         subtree = subtree.reshape(joints, batch, 4, 4).permute(1, 0, 2, 3)
         parent_world = torch.cat([world, torch.eye(4, dtype=world.dtype).expand(batch, 1, 4, 4)], dim=1)[:, tree.parent_slot]
-        grad_relative = parent_world.transpose(-1, -2) @ subtree @ _affine_inverse(world).transpose(-1, -2)
+        world_inverse = _rigid_inverse(world[..., :3, :3], world[..., :3, 3])
+        grad_relative = parent_world.transpose(-1, -2) @ subtree @ world_inverse.transpose(-1, -2)
         return grad_relative[..., :3, :3], grad_relative[..., :3, 3], grad_rest_inverse, grad_rest_vertices, None, None, None
 
 
@@ -503,6 +485,20 @@ def homogeneous(rotations: torch.Tensor, translations: torch.Tensor) -> torch.Te
     return torch.cat([top, bottom.expand(top.shape[:-2] + (1, 4))], dim=-2)
 
 
+def _per_shape(per_subset: dict[bytes, object] | None, key: bytes, compute):
+    """``compute()`` once per key for a cached shape's entry (``per_subset`` None: the shape
+    is being optimized, nothing is kept)."""
+    if per_subset is None:
+        return compute()
+    value = per_subset.get(key)
+    if value is None:
+        value = compute()
+        if len(per_subset) >= VertexSubsetCache.MAX_ENTRIES:
+            per_subset.pop(next(iter(per_subset)))
+        per_subset[key] = value
+    return value
+
+
 def cached_skinning_matrix(
     per_subset: dict[bytes, object] | None, subset: VertexSubset, rest_vertices: torch.Tensor
 ) -> SkinningMatrix | None:
@@ -510,39 +506,18 @@ def cached_skinning_matrix(
     is being optimized."""
     if per_subset is None:
         return None
-    key = subset.key + b"/skinning"
-    matrix = per_subset.get(key)
-    if matrix is None:
-        matrix = skinning_matrix(rest_vertices, subset.weights)
-        if len(per_subset) >= VertexSubsetCache.MAX_ENTRIES:
-            per_subset.pop(next(iter(per_subset)))
-        per_subset[key] = matrix
-    return matrix
+    return _per_shape(per_subset, subset.key + b"/skinning", lambda: skinning_matrix(rest_vertices, subset.weights))
 
 
 def cached_rest_transforms(
     per_subset: dict[bytes, object] | None, tree: KinematicTree, rest_rotations: torch.Tensor, rest_positions: torch.Tensor
 ) -> RestTransforms:
     """:meth:`RestTransforms.from_rest`, made once for a cached shape (``per_subset`` given)."""
-    if per_subset is None:
-        return RestTransforms.from_rest(tree, rest_rotations, rest_positions)
-    transforms = per_subset.get(b"rest-transforms")
-    if transforms is None:
-        transforms = RestTransforms.from_rest(tree, rest_rotations, rest_positions)
-        per_subset[b"rest-transforms"] = transforms
-    return transforms
+    return _per_shape(per_subset, b"rest-transforms", lambda: RestTransforms.from_rest(tree, rest_rotations, rest_positions))
 
 
 def cached_rest_vertices(
     per_subset: dict[bytes, object] | None, subset: VertexSubset, compute
 ) -> torch.Tensor:
     """``compute()`` once per subset for a cached shape (``per_subset`` None: no caching)."""
-    if per_subset is None:
-        return compute()
-    rest = per_subset.get(subset.key)
-    if rest is None:
-        rest = compute()
-        if len(per_subset) >= VertexSubsetCache.MAX_ENTRIES:
-            per_subset.pop(next(iter(per_subset)))
-        per_subset[subset.key] = rest
-    return rest
+    return _per_shape(per_subset, subset.key, compute)
