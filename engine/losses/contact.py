@@ -233,12 +233,20 @@ def saturate(distances: torch.Tensor, scale_m: float) -> torch.Tensor:
     return scale_m * -torch.expm1(-distances / scale_m)
 
 
+def _options(index: ContactIndex, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P,) pair distances -> the nearest alternative of each row, (R,) slots into
+    ``index.row_pairs``, and each term's options' values, (T, Q) (padding _FAR): the sum
+    over an option's rows of their nearest alternative."""
+    rows = distances[index.row_pairs].masked_fill(~index.row_mask, _FAR)  # (R, A)
+    row_values, alternative = rows.min(dim=1)
+    options = (row_values[index.option_rows] * index.option_mask).sum(dim=1)  # (O,)
+    return alternative, options[index.term_options].masked_fill(~index.term_mask, _FAR)
+
+
 def term_values(index: ContactIndex, distances: torch.Tensor) -> torch.Tensor:
     """(P,) pair distances -> (T,) unweighted term values: min over options of the sum over
     rows of the min over alternatives."""
-    rows = distances[index.row_pairs].masked_fill(~index.row_mask, _FAR).amin(dim=1)  # (R,)
-    options = (rows[index.option_rows] * index.option_mask).sum(dim=1)  # (O,)
-    return options[index.term_options].masked_fill(~index.term_mask, _FAR).amin(dim=1)  # (T,)
+    return _options(index, distances)[1].amin(dim=1)
 
 
 def pair_coefficients(index: ContactIndex, distances: torch.Tensor, term_weights: torch.Tensor) -> torch.Tensor:
@@ -247,13 +255,9 @@ def pair_coefficients(index: ContactIndex, distances: torch.Tensor, term_weights
     weight (``term_weights`` (T,)) goes to that pair. So sum(coefficients * distances) is
     sum_t term_weights_t * term_values_t, and its gradient is the objective's (sub)gradient.
     distances: (P,) without gradient."""
-    rows = distances[index.row_pairs].masked_fill(~index.row_mask, _FAR)  # (R, A)
-    row_values, alternative = rows.min(dim=1)
+    alternative, options = _options(index, distances)
     row_pair = index.row_pairs.gather(1, alternative[:, None])[:, 0]  # (R,)
-    options = (row_values[index.option_rows] * index.option_mask).sum(dim=1)  # (O,)
-    option = index.term_options.gather(
-        1, options[index.term_options].masked_fill(~index.term_mask, _FAR).argmin(dim=1, keepdim=True)
-    )[:, 0]  # (T,) the cheapest option of each term
+    option = index.term_options.gather(1, options.argmin(dim=1, keepdim=True))[:, 0]  # (T,) each term's cheapest
     pairs = row_pair[index.option_rows[option]]  # (T, W)
     weights = term_weights[:, None].to(distances.dtype) * index.option_mask[option]
     return distances.new_zeros(len(index.pairs)).index_add_(0, pairs.reshape(-1), weights.reshape(-1))
