@@ -731,8 +731,8 @@ def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The row of each group of ``candidates`` (see surface_candidates) whose surface vertex
     is now nearest to its point (the first on a tie): (G, 4) rows (point person, surface
-    person, point sample, surface sample). Rows of four columns are their own groups."""
-    if candidates.shape[1] == 4 or candidates.shape[0] == 0:
+    person, point sample, surface sample)."""
+    if candidates.shape[0] == 0:
         return candidates[:, :4]
     with torch.no_grad():
         count = vertices.shape[1]
@@ -743,8 +743,7 @@ def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: t
         groups = int(group[-1]) + 1  # rows are sorted by group
         nearest = torch.full((groups,), math.inf, dtype=squared.dtype).scatter_reduce_(0, group, squared, reduce="amin")
         rows = (squared <= nearest[group]).nonzero()[:, 0]
-        first = torch.full((groups,), len(candidates), dtype=torch.long).scatter_reduce_(0, group[rows], rows, reduce="amin")
-        return candidates[first, :4]
+        return candidates[rows[_first_of_each(group[rows])[1]], :4]
 
 
 def surface_value(
