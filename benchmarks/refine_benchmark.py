@@ -29,7 +29,8 @@ again until the contact is at least 2 cm open with the limb outside the other bo
 Built cases (ground truth and initial pose per case and seed) are kept in the repository, in
 ``benchmarks/cases/`` (``--cases-dir`` names another folder), each file named by a hash of
 everything it is built from except the engine's code: the case, the seed, the ground-truth
-settings, the noise, the body's identity hash and region rules, and CASE_VERSION. Why in
+settings, the noise, the body's identity (kind, package version, mesh and skeleton topology:
+see body_identity) and region rules, and CASE_VERSION. Why in
 the repository: a ground truth is a 500-step optimization by the engine's own code, whose end
 pose moves visibly with any change of that code (the key does not see it) and can move with
 another processor's floating-point rounding, so cases built on each machine (in a per-user
@@ -495,10 +496,24 @@ def noise_draw(statics, regions, case: Case, gt: PeopleState, seed: int, draw: i
     )
 
 
+def body_identity(body) -> list:
+    """What names the body in a case key: its kind, its package version, its vertex and joint
+    counts, joint names, parents and faces; integers and names only. Why not the body's
+    identity_hash: for Anny that hashes the float data its package builds into a per-user
+    cache on first use, which differs in the last bits from one processor to another, so a
+    fresh machine computed other keys and rebuilt every case kept in the repository."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(np.asarray(body.faces, dtype=np.int64)).tobytes())
+    return [
+        body.kind, getattr(body, "anny_version", None), body.num_vertices, list(body.joint_names), list(body.parents),
+        digest.hexdigest(),
+    ]
+
+
 def case_key(body, case: Case, seed: int) -> str:
     """A hash of everything a built case depends on, short of the engine's code: the case,
-    the seed, the ground-truth settings, the noise and the draw rule, the body (its identity
-    hash, rest shape and region rules) and CASE_VERSION."""
+    the seed, the ground-truth settings, the noise and the draw rule, the body (body_identity,
+    rest shape and region rules) and CASE_VERSION."""
     recipe = {
         "version": CASE_VERSION,
         "case": repr(case),
@@ -506,7 +521,7 @@ def case_key(body, case: Case, seed: int) -> str:
         "ground_truth": [repr(GT_REACH), repr(GT_REPAIR), FLOOR, STAND_HEIGHT],
         "noise": [JOINT_NOISE_RAD, LIMB_NOISE_RAD, ROOT_NOISE_M, sorted(LIMB_JOINTS.items())],
         "draws": [MIN_OPEN_CONTACT_M, MAX_INITIAL_PENETRATION_M, MAX_NOISE_DRAWS],
-        "body": [body.kind, body.identity_hash, body.default_shape().tolist(), REGION_RULES_VERSION],
+        "body": [body_identity(body), body.default_shape().tolist(), REGION_RULES_VERSION],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
 
