@@ -179,6 +179,18 @@ def build_contact_index(
     )
 
 
+def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, K) rows of each pair's two sides into the (N * V', 3) flattened posed vertices, for
+    V' = ``count`` (made once per vertex count: the optimizer asks for the same every step)."""
+    cached = index.__dict__.get("_flat_rows")
+    if cached is None or cached[0] != count:
+        rows_a = index.person_a[:, None] * count + index.vertex_a
+        rows_b = index.person_b[:, None] * count + index.vertex_b
+        cached = (count, rows_a, rows_b, rows_a.reshape(-1), rows_b.reshape(-1))
+        object.__setattr__(index, "_flat_rows", cached)
+    return cached[1:]
+
+
 def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
     """Minimum distance of every pair, in one batched computation.
 
@@ -186,38 +198,37 @@ def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: fl
     Returns (P,) metres.
 
     The nearest vertex pair of every region pair is found without gradient (one batched
-    squared-distance product and an argmin); only those P distances are then recomputed with
-    gradient from the two vertices themselves. That is exactly the (sub)gradient of the
-    minimum, without back-propagating through the (P, K, K) distance matrix or the (P, K, 3)
-    gathers.
+    product and a min-reduction); only those P distances are then recomputed with gradient
+    from the two vertices themselves. That is exactly the (sub)gradient of the minimum,
+    without back-propagating through the (P, K, K) distance matrix or the (P, K, 3) gathers.
     """
     if not index.pairs:
         return vertices.new_zeros(0)
-    count = vertices.shape[1]
+    rows_a, rows_b, flat_a, flat_b = _flat_rows(index, vertices.shape[1])
     with torch.no_grad():
-        # Flat row indices into (N * V', 3): one index_select is much cheaper than a
-        # two-tensor advanced index.
+        # One index_select of flat rows is much cheaper than a two-tensor advanced index.
         flat = vertices.detach().reshape(-1, 3)
-        rows_a = index.person_a[:, None] * count + index.vertex_a  # (P, K)
-        rows_b = index.person_b[:, None] * count + index.vertex_b
-        points_a = flat.index_select(0, rows_a.reshape(-1)).reshape(*rows_a.shape, 3)  # (P, K, 3)
-        points_b = flat.index_select(0, rows_b.reshape(-1)).reshape(*rows_b.shape, 3)
+        points_a = flat.index_select(0, flat_a).reshape(*rows_a.shape, 3)  # (P, K, 3)
+        points_b = flat.index_select(0, flat_b).reshape(*rows_b.shape, 3)
         heights = points_a[..., 2].masked_fill(~index.mask_a, _FAR)
-        # Squared distances as |a - c|^2 + |b - c|^2 - 2 (a - c).(b - c) about each pair's
-        # centre c: one batched product, accurate to float32 rounding of the (small) offsets.
+        # Squared distances as |a - c|^2 + (|b - c|^2 - 2 (a - c).(b - c)) about each pair's
+        # centre c (float32 rounding of small offsets), the bracket as one batched product of
+        # [-2 (a - c), 1] and [b - c, |b - c|^2]: the (P, K, K) matrix is written once and read
+        # once by a min-reduction (a min with indices or an argmin over it is not vectorised).
         centre = points_a[:, :1]
         points_a = points_a - centre
         points_b = points_b - centre
         norm_a = (points_a * points_a).sum(-1).masked_fill_(~index.mask_a, _FAR)  # (P, K)
         norm_b = (points_b * points_b).sum(-1).masked_fill_(~index.mask_b, _FAR)
-        squared = torch.baddbmm(norm_b[:, None, :], points_a, points_b.transpose(1, 2), alpha=-2.0)
-        squared += norm_a[:, :, None]
-        # argmin over (K, K) in two steps: a min-reduction is vectorised, argmin is not.
-        row = squared.amin(dim=2).argmin(dim=1)  # (P,) slot on side a
-        column = squared[torch.arange(squared.shape[0]), row].argmin(dim=1)  # (P,) slot on side b
-        nearest_a = rows_a.gather(1, row[:, None])[:, 0]
-        nearest_b = rows_b.gather(1, column[:, None])[:, 0]
-        lowest = rows_a.gather(1, heights.argmin(dim=1, keepdim=True))[:, 0]
+        left = torch.cat([points_a * -2.0, torch.ones_like(norm_a)[..., None]], dim=-1)
+        right = torch.cat([points_b, norm_b[..., None]], dim=-1)
+        row = (torch.bmm(left, right.transpose(1, 2)).amin(dim=2) + norm_a).argmin(dim=1)  # (P,) slot on side a
+        pair = torch.arange(len(index.pairs))
+        gap = points_b - points_a[pair, row][:, None]
+        column = (gap * gap).sum(-1).masked_fill_(~index.mask_b, _FAR).argmin(dim=1)  # (P,) slot on side b
+        nearest_a = rows_a[pair, row]
+        nearest_b = rows_b[pair, column]
+        lowest = rows_a[pair, heights.argmin(dim=1)]
         # Ground pairs measure their lowest vertex against the floor; others a vertex pair.
         chosen = torch.cat([torch.where(index.is_ground, lowest, nearest_a), nearest_b])
     points = vertices.reshape(-1, 3).index_select(0, chosen)  # (2P, 3)
@@ -272,17 +283,33 @@ def contact_value(index: ContactIndex, vertices: torch.Tensor, floor_height: flo
     if index.num_terms == 0:
         return vertices.new_zeros(())
     distances = pair_distances(index, vertices, floor_height)
-    weights = index.term_weights.to(distances.dtype)
-    scales = index.term_saturation
-    saturated = scales is not None and bool((scales > 0).any())
-    with torch.no_grad():
-        plain_weights = torch.where(scales > 0, 0.0, weights) if saturated else weights
-        coefficients = pair_coefficients(index, distances.detach(), plain_weights)
-    value = (coefficients * distances).sum()
-    if saturated:
-        # Every saturated term of one objective shares one scale (build_contact_index).
-        robust = saturate(distances, float(scales.max()))
+    plain_weights, robust_weights, scale = _term_weight_split(index)
+    value = None
+    if plain_weights is not None:
         with torch.no_grad():
-            robust_coefficients = pair_coefficients(index, robust.detach(), torch.where(scales > 0, weights, 0.0))
-        value = value + (robust_coefficients * robust).sum()
+            coefficients = pair_coefficients(index, distances.detach(), plain_weights.to(distances.dtype))
+        value = (coefficients * distances).sum()
+    if robust_weights is not None:
+        robust = saturate(distances, scale)
+        with torch.no_grad():
+            robust_coefficients = pair_coefficients(index, robust.detach(), robust_weights.to(distances.dtype))
+        robust_value = (robust_coefficients * robust).sum()
+        value = robust_value if value is None else value + robust_value
     return value
+
+
+def _term_weight_split(index: ContactIndex) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    """The term weights of the plain terms and of the saturated ones (0 for the others; None
+    where there are none of that kind), and the saturation scale (every saturated term of one
+    objective shares one, see build_contact_index). Made once per index."""
+    cached = index.__dict__.get("_weight_split")
+    if cached is None:
+        weights, scales = index.term_weights, index.term_saturation
+        if scales is None or not bool((scales > 0).any()):
+            cached = (weights, None, 0.0)
+        else:
+            saturated = scales > 0
+            plain = None if bool(saturated.all()) else torch.where(saturated, 0.0, weights)
+            cached = (plain, torch.where(saturated, weights, 0.0), float(scales.max()))
+        object.__setattr__(index, "_weight_split", cached)
+    return cached
