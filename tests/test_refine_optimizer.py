@@ -182,9 +182,9 @@ def test_candidate_search_follows_the_motion_of_the_vertices(body, statics, monk
     only_at_start = len(searches)
     searches.clear()
     refine(problem, dataclasses.replace(base, penetration_refresh_motion_m=0.001))
-    # One search at the start of each stage when nothing moves far; more when the arm swings
-    # a millimetre between searches.
-    assert only_at_start == 2
+    # One search at the start of each stage when nothing moves far, and one for the final
+    # report; more when the arm swings a millimetre between searches.
+    assert only_at_start == 3
     assert len(searches) > 5
 
 
@@ -297,3 +297,20 @@ def test_self_allowance_can_be_turned_off_for_a_pose_that_must_come_out_free(bod
     ).setup.penetration
     assert relative.self_allowance is not None and relative.surface.self_allowance is not None
     assert absolute.self_allowance is None and absolute.surface.self_allowance is None
+
+
+def test_penalty_over_a_fresh_search_equals_the_penalty_over_every_pair(body, statics):
+    # The final report evaluates the interpenetration terms over the candidates of a fresh
+    # search (OptimizationVariables.search_candidates), not over every pair: the same value.
+    # Checked where the people overlap, so the penalty is not zero.
+    start = scene(body)
+    start = dataclasses.replace(start, root_translation=torch.tensor([[0.0, 0.0, 0.0], [-0.12, -0.05, 0.0]]))
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), start, [PersonOptions()] * 2)
+    variables = OptimizationVariables(problem, 0.25, 0.005)
+    weights = {name: 0.0 for name in default_weights(2).for_stage(0)} | {"penetration": 1.0}
+    with torch.no_grad():
+        inputs = variables.inputs()
+        every_pair = float(evaluate(inputs, weights)[0])
+        searched = float(evaluate(variables.search_candidates(inputs), weights)[0])
+    assert every_pair > 1e-3
+    assert searched == pytest.approx(every_pair, rel=1e-5)
