@@ -664,33 +664,43 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         pairs = close.nonzero()  # (P, 2) flat (person, cluster) of the point side and the surface side
         if pairs.shape[0] == 0:
             return torch.zeros(0, 4, dtype=torch.long)
+        # Pairs within one body first, so that their self_blocks mask applies to one slice.
+        person_a, person_b = pairs[:, 0] // num_clusters, pairs[:, 1] // num_clusters
+        pairs = pairs[torch.argsort((person_a != person_b).to(torch.int8), stable=True)]
         person_a, cluster_a = pairs[:, 0] // num_clusters, pairs[:, 0] % num_clusters
         person_b, cluster_b = pairs[:, 1] // num_clusters, pairs[:, 1] % num_clusters
-        flat_grouped = grouped.reshape(-1, members.shape[1], 3)
-        left, right = flat_grouped[pairs[:, 0]], flat_grouped[pairs[:, 1]]  # (P, K, 3)
-        norm_left = (left * left).sum(-1)
-        norm_right = (right * right).sum(-1).masked_fill(~member_mask[cluster_b], math.inf)
-        squared = torch.baddbmm(norm_right[:, None, :], left, right.transpose(1, 2), alpha=-2.0)
-        squared += norm_left[:, :, None]  # (P, K, K)
-        self_rows = (person_a == person_b).nonzero()[:, 0]
-        if len(self_rows):
-            allowed = self_blocks[cluster_a[self_rows], cluster_b[self_rows]]  # (P', K, K)
-            squared[self_rows] = squared[self_rows].masked_fill_(~allowed, math.inf)
-        nearest_sq, column = squared.min(dim=2)  # (P, K)
+        within_body = int((person_a == person_b).sum())
+        # Squared distances as |a|^2 + (|b|^2 - 2 a.b), the bracket one batched product of
+        # [-2 a, 1] and [b, |b|^2] (|b|^2 infinite on padding), rows made per cluster before
+        # the pairs gather them: no broadcast copy, no per-pair norms.
+        flat_grouped = grouped.reshape(-1, members.shape[1], 3)  # (N * M, K, 3)
+        norm = (flat_grouped * flat_grouped).sum(-1)  # (N * M, K)
+        as_surface = torch.cat([flat_grouped, norm.masked_fill(~member_mask.repeat(num_people, 1), math.inf)[..., None]], dim=-1)
+        as_point = torch.cat([flat_grouped * -2.0, torch.ones_like(norm)[..., None]], dim=-1)
+        squared = torch.bmm(as_point[pairs[:, 0]], as_surface[pairs[:, 1]].transpose(1, 2))
+        squared += norm[pairs[:, 0]][:, :, None]  # (P, K, K)
+        if within_body:
+            allowed = self_blocks[cluster_a[:within_body], cluster_b[:within_body]]  # (P', K, K)
+            squared[:within_body].masked_fill_(~allowed, math.inf)
+        # The nearest distance by a min-reduction (vectorised; a min with indices is not),
+        # its index only for the entries that win below.
+        nearest_sq = squared.amin(dim=2)  # (P, K)
         point_ids = members[cluster_a]  # (P, K)
-        surface_ids = members[cluster_b].gather(1, column)
         limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
         valid = member_mask[cluster_a] & (nearest_sq < limit_sq)
         # Each (point person, surface person, point) may be seen from several surface clusters:
         # keep the nearest.
-        keys = ((person_a * num_people + person_b)[:, None] * count + point_ids)[valid]
-        nearest_sq, surface_ids = nearest_sq[valid], surface_ids[valid]
+        valid_pair, valid_point = valid.nonzero(as_tuple=True)
+        keys = (person_a * num_people + person_b)[valid_pair] * count + point_ids[valid_pair, valid_point]
+        nearest_sq = nearest_sq[valid_pair, valid_point]
         best = torch.full((num_people * num_people * count,), math.inf, dtype=nearest_sq.dtype)
         best.scatter_reduce_(0, keys, nearest_sq, reduce="amin")
         winner = nearest_sq <= best[keys]
-        keys, surface_ids = keys[winner], surface_ids[winner]
+        keys, valid_pair, valid_point = keys[winner], valid_pair[winner], valid_point[winner]
         keys, first = _first_of_each(keys)
-        surface_ids = surface_ids[first]
+        valid_pair, valid_point = valid_pair[first], valid_point[first]
+        column = squared[valid_pair, valid_point].argmin(dim=1)  # the first nearest, as min(dim) gives
+        surface_ids = members[cluster_b[valid_pair], column]
         point_ids = keys % count
         person_pair = keys // count
         rows_a, rows_b = person_pair // num_people, person_pair % num_people
