@@ -169,3 +169,41 @@ def test_rest_orientations_held_at_another_shape(body):
     assert error < 1e-3  # ... holding the orientations is not
     held.vertices.sum().backward()
     assert moved.grad is not None and moved.grad.abs().sum() > 0
+
+
+def test_held_orientation_pass_equals_the_general_pass_in_value_and_gradient():
+    """With the orientations held, forward() maps the coefficients linearly to the rest
+    skeleton posing reads (AnnyBody._held_skeleton_map); in float64 its vertices, frames and
+    the gradients of the shape, the rotations and the root translation are those of the
+    general pass (joint heads, RestTransforms.from_rest) with the same held orientations."""
+    from engine.body.anny_body import AnnyBody
+    from engine.body.kinematics import RestTransforms, pose_and_skin
+
+    body = AnnyBody(dtype=torch.float64)
+    generator = torch.Generator().manual_seed(3)
+    joints = len(body.joint_names)
+    ids = torch.arange(0, body.num_vertices, 9)
+    held = (0.45 + 0.1 * torch.rand(2, 6, generator=generator)).double()
+    start = held + 0.01 * torch.rand(2, 6, generator=generator).double()
+    rotations = _random_rotations(generator, 2, joints, 0.4).double()
+    translation = torch.randn(2, 3, generator=generator).double()
+    vertex_weights = torch.randn(2, len(ids), 3, generator=generator).double()
+    frame_weights = torch.randn(2, joints, 4, 4, generator=generator).double()
+
+    def gradients(fast: bool):
+        shape, turns, shift = (t.clone().requires_grad_(True) for t in (start, rotations, translation))
+        if fast:
+            out = body.forward(turns, shift, shape, ids, rest_orientation_shape=held)
+            vertices, frames = out.vertices, out.joint_frames
+        else:
+            coefficients = body.blendshape_coefficients(shape)
+            rest = RestTransforms.from_rest(body._tree, body._rest_state(held)[1], body._rest_heads(coefficients))
+            subset = body._subsets.get(ids)
+            frames, vertices = pose_and_skin(
+                body._tree, rest, turns, shift, body._rest_vertices(coefficients, subset), subset.sparse_weights
+            )
+        ((vertices * vertex_weights).sum() + (frames * frame_weights).sum()).backward()
+        return vertices.detach(), frames.detach(), shape.grad, turns.grad, shift.grad
+
+    for fast, general in zip(gradients(True), gradients(False)):
+        torch.testing.assert_close(fast, general, rtol=1e-10, atol=1e-10)

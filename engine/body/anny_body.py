@@ -33,11 +33,13 @@ from engine.body.base import BodyModel, BodyOutput
 from engine.body.kinematics import (
     KinematicTree,
     RestCache,
+    RestTransforms,
     VertexSubset,
     VertexSubsetCache,
     cached_rest_transforms,
     cached_rest_vertices,
     cached_skinning_matrix,
+    _per_shape,
     homogeneous,
     pose_and_skin,
 )
@@ -186,10 +188,7 @@ class AnnyBody(BodyModel):
         if rest_orientation_shape is not None and shape.requires_grad and torch.is_grad_enabled():
             # The orientations' Procrustes fit (an SVD per bone, forward and backward) is the
             # costliest part of a shaped pass; held at another shape they come from the cache.
-            coefficients = self.blendshape_coefficients(shape)
-            rest_heads = self._rest_heads(coefficients)
-            rest_rotations = self._rest_state(rest_orientation_shape.detach().to(self.dtype))[1]
-            per_subset = None
+            return self._forward_held(local_rotations, root_translation, shape, vertex_ids, rest_orientation_shape)
         else:
             coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape)
         subset = self._subsets.get(vertex_ids)
@@ -200,6 +199,64 @@ class AnnyBody(BodyModel):
             rest, subset.sparse_weights, cached_skinning_matrix(per_subset, subset, rest),
         )
         return BodyOutput(vertices=vertices, joints=frames[..., :3, 3], joint_frames=frames)
+
+
+    def _forward_held(
+        self,
+        local_rotations: torch.Tensor,
+        root_translation: torch.Tensor,
+        shape: torch.Tensor,
+        vertex_ids: torch.Tensor | None,
+        rest_orientation_shape: torch.Tensor,
+    ) -> BodyOutput:
+        """forward() with the rest orientations held at ``rest_orientation_shape`` while the
+        shape has a gradient. With the orientations fixed, what posing reads of the rest
+        skeleton (each joint's offset in its parent's rest frame, the inverse rest frame's
+        translation) is linear in the blendshape coefficients, like the rest vertices: one
+        product each with maps made once per held shape (_held_skeleton_map), instead of the
+        joint heads and a dozen operations of RestTransforms.from_rest under autograd."""
+        held = rest_orientation_shape.detach().to(self.dtype)
+        subset = self._subsets.get(vertex_ids)
+        relative_rotations, inverse_rotations, base, basis = self._held_skeleton_map(held)
+        coefficients = self.blendshape_coefficients(shape)
+        batch, joints = shape.shape[0], len(self.parents)
+        skeleton = torch.baddbmm(base[:, None], coefficients[:, None], basis)[:, 0].reshape(batch, 2, joints, 3)
+        rest = RestTransforms(
+            relative_rotations, skeleton[:, 0], homogeneous(inverse_rotations.expand(batch, -1, -1, -1), skeleton[:, 1])
+        )
+        frames, vertices = pose_and_skin(
+            self._tree, rest, local_rotations.to(self.dtype), root_translation.to(self.dtype),
+            self._rest_vertices(coefficients, subset), subset.sparse_weights, None,
+        )
+        return BodyOutput(vertices=vertices, joints=frames[..., :3, 3], joint_frames=frames)
+
+    def _held_skeleton_map(self, held: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """For rest orientations R held at ``held`` (B, S): relative rest rotations and R^T
+        (B, J, 3, 3), and the linear map of the coefficients c to the joints' offsets in their
+        parents' rest frames and the inverse rest frames' translations, flattened as
+        base (B, 2 J 3) + c @ basis (B, K, 2 J 3). Made once per held shape (kept with its
+        cached rest data)."""
+        per_subset = self._rest_state(held)[3]
+
+        def compute() -> tuple[torch.Tensor, ...]:
+            rotations = self._rest_state(held)[1]  # (B, J, 3, 3)
+            parent = self._tree.parent_index[1:]
+            parent_t = rotations[:, parent].transpose(-1, -2)
+
+            def linear(heads: torch.Tensor) -> torch.Tensor:
+                """(C, J, 3) heads -> (B, C, 2 J 3): offsets, then inverse translations."""
+                offsets = torch.einsum("bjmn,cjn->bcjm", parent_t, heads[:, 1:] - heads[:, parent])
+                root = heads[None, :, :1].expand(rotations.shape[0], -1, -1, -1)
+                inverse = -torch.einsum("bjnm,cjn->bcjm", rotations, heads)
+                return torch.cat([root, offsets, inverse], dim=2).flatten(2)
+
+            relative = torch.cat([rotations[:, :1], parent_t @ rotations[:, 1:]], dim=1)
+            base = linear(self._template_heads[None])[:, 0]
+            return relative, rotations.transpose(-1, -2), base, linear(self._head_blendshapes)
+
+        if per_subset is None:
+            return compute()
+        return _per_shape(per_subset, b"held-skeleton", compute)
 
 
 class _PhenotypeWeights:
