@@ -313,16 +313,17 @@ class _PoseAndSkin(torch.autograd.Function):
             else:
                 product = weights.by_vertex @ skin.reshape(batch, joints, 12).permute(1, 0, 2).reshape(joints, batch * 12)
                 blended = product.reshape(-1, batch, 3, 4).permute(1, 0, 2, 3)  # (B, V', 3, 4)
-                rest = rest_vertices.expand(batch, -1, -1)
-                vertices = (blended[..., :3] @ rest[..., None])[..., 0] + blended[..., 3]
+                # Homogeneous rest positions: one product gives rotation @ rest + translation.
+                rest = torch.cat([rest_vertices, torch.ones_like(rest_vertices[..., :1])], dim=-1).expand(batch, -1, -1)
+                vertices = (blended @ rest[..., None])[..., 0]
         ctx.tree, ctx.matrix, ctx.weights = tree, matrix, weights
         ctx.batches = (rest_inverse.shape[0], None if rest_vertices is None else rest_vertices.shape[0])
-        ctx.save_for_backward(world, rest_inverse, rest_vertices, blended)
+        ctx.save_for_backward(world, rest_inverse, rest if matrix is None else None, blended)
         return world, vertices
 
     @staticmethod
     def backward(ctx, grad_world, grad_vertices):
-        world, rest_inverse, rest_vertices, blended = ctx.saved_tensors
+        world, rest_inverse, rest, blended = ctx.saved_tensors  # rest: (B, V', 4) homogeneous
         tree, matrix = ctx.tree, ctx.matrix
         batch, joints = world.shape[:2]
         grad_rest_inverse = grad_rest_vertices = None
@@ -331,8 +332,7 @@ class _PoseAndSkin(torch.autograd.Function):
             if matrix is not None:
                 grad_skin = _skin_by_matrix_backward(matrix, grad_vertices, joints)
             else:
-                rest = rest_vertices.expand(batch, -1, -1)
-                grad_blended = torch.cat([grad_vertices[..., :, None] * rest[..., None, :], grad_vertices[..., None]], dim=-1)
+                grad_blended = grad_vertices[..., :, None] * rest[..., None, :]  # (B, V', 3, 4)
                 flat = grad_blended.permute(1, 0, 2, 3).reshape(-1, batch * 12)  # (V', B * 12)
                 grad_skin = (ctx.weights.by_joint @ flat).reshape(joints, batch, 3, 4).permute(1, 0, 2, 3)
                 if ctx.needs_input_grad[3]:
