@@ -179,9 +179,10 @@ def build_contact_index(
     )
 
 
-def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, K) rows of each pair's two sides into the (N * V', 3) flattened posed vertices, for
-    V' = ``count`` (made once per vertex count: the optimizer asks for the same every step)."""
+def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P, K) rows of each pair's two sides into the (N * V', 3) flattened posed vertices for
+    V' = ``count``, and the same flattened to (P K,) (made once per vertex count: the
+    optimizer asks for the same every step)."""
     cached = index.__dict__.get("_flat_rows")
     if cached is None or cached[0] != count:
         rows_a = index.person_a[:, None] * count + index.vertex_a
