@@ -189,8 +189,7 @@ class AnnyBody(BodyModel):
             # The orientations' Procrustes fit (an SVD per bone, forward and backward) is the
             # costliest part of a shaped pass; held at another shape they come from the cache.
             return self._forward_held(local_rotations, root_translation, shape, vertex_ids, rest_orientation_shape)
-        else:
-            coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape)
+        coefficients, rest_rotations, rest_heads, per_subset = self._rest_state(shape)
         subset = self._subsets.get(vertex_ids)
         rest = cached_rest_vertices(per_subset, subset, lambda: self._rest_vertices(coefficients, subset))
         frames, vertices = pose_and_skin(
@@ -199,7 +198,6 @@ class AnnyBody(BodyModel):
             rest, subset.sparse_weights, cached_skinning_matrix(per_subset, subset, rest),
         )
         return BodyOutput(vertices=vertices, joints=frames[..., :3, 3], joint_frames=frames)
-
 
     def _forward_held(
         self,
@@ -236,10 +234,9 @@ class AnnyBody(BodyModel):
         parents' rest frames and the inverse rest frames' translations, flattened as
         base (B, 2 J 3) + c @ basis (B, K, 2 J 3). Made once per held shape (kept with its
         cached rest data)."""
-        per_subset = self._rest_state(held)[3]
+        _, rotations, _, per_subset = self._rest_state(held)  # rotations: (B, J, 3, 3)
 
         def compute() -> tuple[torch.Tensor, ...]:
-            rotations = self._rest_state(held)[1]  # (B, J, 3, 3)
             parent = self._tree.parent_index[1:]
             parent_t = rotations[:, parent].transpose(-1, -2)
 

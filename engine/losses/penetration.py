@@ -665,11 +665,11 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         if pairs.shape[0] == 0:
             return torch.zeros(0, 4, dtype=torch.long)
         # Pairs within one body first, so that their self_blocks mask applies to one slice.
-        person_a, person_b = pairs[:, 0] // num_clusters, pairs[:, 1] // num_clusters
-        pairs = pairs[torch.argsort((person_a != person_b).to(torch.int8), stable=True)]
+        across = pairs[:, 0] // num_clusters != pairs[:, 1] // num_clusters
+        pairs = pairs[torch.argsort(across.to(torch.int8), stable=True)]
+        within_body = len(pairs) - int(across.sum())
         person_a, cluster_a = pairs[:, 0] // num_clusters, pairs[:, 0] % num_clusters
         person_b, cluster_b = pairs[:, 1] // num_clusters, pairs[:, 1] % num_clusters
-        within_body = int((person_a == person_b).sum())
         # Squared distances as |a|^2 + (|b|^2 - 2 a.b), the bracket one batched product of
         # [-2 a, 1] and [b, |b|^2] (|b|^2 infinite on padding), rows made per cluster before
         # the pairs gather them: no broadcast copy, no per-pair norms.
