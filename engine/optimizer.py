@@ -30,7 +30,7 @@ import torch
 from engine.body.base import BodyModel, BodyOutput
 from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
 from engine.losses.geometry import rotate_by_axis_angle
-from engine.losses.penetration import penetration_candidates, surface_candidates
+from engine.losses.penetration import CapsuleRows, SurfaceRows, capsule_rows, penetration_candidates, surface_candidates, surface_rows
 
 NUM_STAGES = 2
 
@@ -286,8 +286,8 @@ class OptimizationVariables:
         self.shape_active = True
         # (N, S) shape whose rest orientations the body uses, or None: the current shape's.
         self.rest_orientation_shape: torch.Tensor | None = None
-        self.penetration_candidates: torch.Tensor | None = None
-        self.surface_candidates: torch.Tensor | None = None
+        self.penetration_candidates: CapsuleRows | None = None
+        self.surface_candidates: SurfaceRows | None = None
 
     def snapshot(self) -> tuple[torch.Tensor, ...]:
         return tuple(t.detach().clone() for t in (self.pose_offsets, self.translation_offsets, self.shape_offsets))
@@ -359,9 +359,10 @@ class OptimizationVariables:
         keep them for the next steps, and return ``inputs`` with them."""
         setup = self.problem.setup.penetration
         vertices, frames = inputs.vertices.detach(), inputs.joint_frames.detach()
-        self.penetration_candidates = penetration_candidates(setup, vertices, frames)
+        count = vertices.shape[1]
+        self.penetration_candidates = capsule_rows(setup, penetration_candidates(setup, vertices, frames), count)
         if setup.surface is not None:
-            self.surface_candidates = surface_candidates(setup.surface, vertices, frames)
+            self.surface_candidates = surface_rows(setup.surface, surface_candidates(setup.surface, vertices, frames), count)
         return replace(
             inputs, penetration_candidates=self.penetration_candidates, surface_candidates=self.surface_candidates
         )

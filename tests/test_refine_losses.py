@@ -555,8 +555,9 @@ def test_penetration_penalties_match_their_formulas_in_value_and_gradient():
         penalty.backward()
         return [None if t.grad is None else t.grad.clone() for t in inputs]
 
-    capsule, deepest = _CapsulePenalty.apply(points, start, end, radius, onset)
-    fast = gradients(weights[0] * capsule + weights[1] * _SurfacePenalty.apply(points, surface, normals, onset)[0])
+    capsule, deepest = _CapsulePenalty.apply(points, torch.stack([start, end], dim=1), radius, onset)
+    surface_penalty = _SurfacePenalty.apply(torch.stack([points, surface], dim=1), normals, onset)[0]
+    fast = gradients(weights[0] * capsule + weights[1] * surface_penalty)
     depth = _paired_depth(points, start, end, radius)
     excess = torch.relu(depth - onset) / DEPTH_SCALE_M
     surface_excess = torch.relu(-((points - surface) * normals).sum(-1) - onset) / DEPTH_SCALE_M

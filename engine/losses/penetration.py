@@ -25,6 +25,7 @@ the optimizer settles at contact instead of oscillating around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Sequence
 
 import math
@@ -64,6 +65,14 @@ class Capsules:
     end_rest: torch.Tensor
     radius: torch.Tensor
     rest_frames_inverse: torch.Tensor
+
+    @cached_property
+    def ends_in_bone_frames(self) -> torch.Tensor:
+        """(C, 4, 2) homogeneous start and end of each capsule in its bone's rest frame, so
+        that a posed frame's top three rows times them give both posed ends in one product."""
+        ends = torch.stack([self.start_rest, self.end_rest], dim=-1)  # (C, 3, 2)
+        homogeneous_ends = torch.cat([ends, torch.ones_like(ends[:, :1])], dim=1)
+        return self.rest_frames_inverse @ homogeneous_ends
 
 
 @dataclass(frozen=True)
@@ -241,13 +250,16 @@ def _paired_depth(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, 
     return radius - torch.sqrt((offset * offset).sum(-1) + 1e-12)
 
 
+def posed_capsule_ends(capsules: Capsules, joint_frames: torch.Tensor) -> torch.Tensor:
+    """joint_frames: (N, J, 4, 4) posed world frames -> (N, C, 2, 3) each capsule's start and end."""
+    local = capsules.ends_in_bone_frames.to(joint_frames.dtype)
+    return (joint_frames[:, capsules.bones, :3, :] @ local).transpose(-1, -2)
+
+
 def posed_capsules(capsules: Capsules, joint_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """joint_frames: (N, J, 4, 4) posed world frames -> (N, C, 3) starts and ends."""
-    transforms = joint_frames[:, capsules.bones] @ capsules.rest_frames_inverse[None].to(joint_frames.dtype)
-    rotation, translation = transforms[..., :3, :3], transforms[..., :3, 3]
-    start = (rotation @ capsules.start_rest[None, :, :, None].to(joint_frames.dtype))[..., 0] + translation
-    end = (rotation @ capsules.end_rest[None, :, :, None].to(joint_frames.dtype))[..., 0] + translation
-    return start, end
+    ends = posed_capsule_ends(capsules, joint_frames)
+    return ends[:, :, 0], ends[:, :, 1]
 
 
 def penetration_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:
@@ -378,50 +390,82 @@ def _depths_by_products(points: torch.Tensor, start: torch.Tensor, end: torch.Te
     return depth.reshape(num_people, num_people, count, capsules)
 
 
+@dataclass(frozen=True)
+class CapsuleRows:
+    """Vertex-capsule candidate rows made ready for evaluation once per search, so that each
+    step reads them with two gathers.
+
+    candidates: (K, 4) long rows (vertex person, capsule person, vertex, capsule), see
+        penetration_candidates;
+    points: (K,) long rows into the flattened (N V', 3) posed needed vertices;
+    capsules: (K,) long rows into the flattened (N C, 2, 3) posed capsule ends;
+    radius, onset: (K,) metres; onset is the depth where the penalty starts (the tolerance,
+        plus the vertex's allowance in a capsule of its own person)."""
+
+    candidates: torch.Tensor
+    points: torch.Tensor
+    capsules: torch.Tensor
+    radius: torch.Tensor
+    onset: torch.Tensor
+
+
+def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) -> CapsuleRows:
+    """Prepare ``candidates`` (K, 4) for posed needed vertices of ``count`` (V') per person."""
+    person_v, person_c, vertex, capsule = candidates.unbind(1)
+    onset = torch.full((len(candidates),), TOLERANCE_M, dtype=setup.capsules.radius.dtype)
+    if setup.self_allowance is not None:
+        allowance = setup.self_allowance.to(onset.dtype)[person_v, vertex, capsule]
+        onset = onset + torch.where(person_v == person_c, allowance, torch.zeros_like(allowance))
+    return CapsuleRows(
+        candidates=candidates,
+        points=person_v * count + setup.vertex_slots[vertex],
+        capsules=person_c * len(setup.capsules.bones) + capsule,
+        radius=setup.capsules.radius[capsule],
+        onset=onset,
+    )
+
+
 def penetration_value(
     setup: PenetrationSetup,
     vertices: torch.Tensor,
     joint_frames: torch.Tensor,
-    candidates: torch.Tensor | None = None,
+    candidates: torch.Tensor | CapsuleRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scalar penalty and the maximum depth (metres, for reporting; over the candidates
-    when they are given).
+    when they are given, -1 when they are none).
 
-    Without ``candidates``, all depths are first computed without gradient and only the pairs
-    past the tolerance are recomputed with gradient, so the backward pass stays cheap."""
+    candidates: (K, 4) rows or the same prepared by :func:`capsule_rows` (as the optimizer
+    does once per search). Without them, all depths are first computed without gradient and
+    only the pairs past the tolerance are evaluated with gradient, so the backward pass
+    stays cheap."""
+    deepest = None
     if candidates is None:
         with torch.no_grad():
             depths = penetration_depths(setup, vertices, joint_frames)  # (N, N, M, C)
             deepest = depths.max()
             candidates = (depths > TOLERANCE_M).nonzero()
-    else:
-        deepest = None
-    if candidates.shape[0] == 0:
+    rows = candidates if isinstance(candidates, CapsuleRows) else capsule_rows(setup, candidates, vertices.shape[1])
+    if rows.points.shape[0] == 0:
         return vertices.new_zeros(()), vertices.new_full((), -1.0) if deepest is None else deepest
-    person_v, person_c, vertex, capsule = candidates.unbind(1)
-    points = vertices[person_v, setup.vertex_slots[vertex]]  # (K, 3)
-    start, end = posed_capsules(setup.capsules, joint_frames)
-    onset = torch.full((len(candidates),), TOLERANCE_M, dtype=vertices.dtype)
-    if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(vertices.dtype)[person_v, vertex, capsule]
-        onset = onset + torch.where(person_v == person_c, allowance, torch.zeros_like(allowance))
-    penalty, candidates_deepest = _CapsulePenalty.apply(
-        points, start[person_c, capsule], end[person_c, capsule], setup.capsules.radius[capsule].to(vertices.dtype), onset
-    )
+    points = vertices.reshape(-1, 3).index_select(0, rows.points)  # (K, 3)
+    ends = posed_capsule_ends(setup.capsules, joint_frames).reshape(-1, 2, 3).index_select(0, rows.capsules)  # (K, 2, 3)
+    penalty, candidates_deepest = _CapsulePenalty.apply(points, ends, rows.radius.to(vertices.dtype), rows.onset.to(vertices.dtype))
     return penalty, candidates_deepest if deepest is None else deepest
 
 
 class _CapsulePenalty(torch.autograd.Function):
     """``sum (relu(depth - onset) / DEPTH_SCALE_M)^2`` over rows of points and capsules, with
-    ``depth = radius - distance(point, segment)`` (see _paired_depth), and the deepest depth.
+    ``depth = radius - distance(point, segment)`` (see _paired_depth), and the deepest depth;
+    ends: (K, 2, 3) each row's segment start and end.
     One autograd node instead of some twenty: the gradient of the distance is the unit
     direction u from the segment's nearest point c = start + t (end - start) to the point,
     for the point, and -(1 - t) u and -t u for the segment's ends (t's own change moves c
     along the segment, orthogonal to u, or not at all where it is clamped)."""
 
     @staticmethod
-    def forward(ctx, points, start, end, radius, onset):
-        axis = end - start
+    def forward(ctx, points, ends, radius, onset):
+        start = ends[:, 0]
+        axis = ends[:, 1] - start
         rel = points - start
         t = ((rel * axis).sum(-1) / (axis * axis).sum(-1)).clamp(0.0, 1.0)
         offset = rel - t[:, None] * axis
@@ -438,16 +482,18 @@ class _CapsulePenalty(torch.autograd.Function):
         direction, t, excess = ctx.saved_tensors
         slope = (grad_penalty * 2.0 / DEPTH_SCALE_M) * excess  # d penalty / d depth
         along = slope[:, None] * direction
-        return -along, (1.0 - t)[:, None] * along, t[:, None] * along, None, None
+        shares = torch.stack([1.0 - t, t], dim=1)[:, :, None]  # (K, 2, 1) of the start and the end
+        return -along, shares * along[:, None], None, None
 
 
 class _SurfacePenalty(torch.autograd.Function):
     """``sum (relu(depth - onset) / DEPTH_SCALE_M)^2`` with ``depth = -(point - surface) . normal``
-    (normals without gradient), and the deepest depth: one autograd node."""
+    (normals without gradient), and the deepest depth: one autograd node. ends: (K, 2, 3)
+    each row's point and surface vertex."""
 
     @staticmethod
-    def forward(ctx, points, surface, normals, onset):
-        depth = -((points - surface) * normals).sum(-1)
+    def forward(ctx, ends, normals, onset):
+        depth = -((ends[:, 0] - ends[:, 1]) * normals).sum(-1)
         excess = torch.relu(depth - onset) / DEPTH_SCALE_M
         ctx.save_for_backward(normals, excess)
         deepest = depth.max()
@@ -458,7 +504,7 @@ class _SurfacePenalty(torch.autograd.Function):
     def backward(ctx, grad_penalty, _grad_deepest):
         normals, excess = ctx.saved_tensors
         push = ((grad_penalty * 2.0 / DEPTH_SCALE_M) * excess)[:, None] * normals
-        return -push, push, None, None
+        return torch.stack([-push, push], dim=1), None, None
 
 
 # ------------------------------------------------------------------ surface (mesh) test
@@ -621,14 +667,16 @@ def surface_clusters(points: np.ndarray, groups: np.ndarray, max_size: int = SUR
 def _posed_normals(setup: SurfaceSetup, joint_frames: torch.Tensor, person: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
     """(K,) person and sample indices -> (K, 3) unit posed normals (no gradient)."""
     with torch.no_grad():
-        skin = joint_frames.detach() @ setup.rest_frames_inverse[None].to(joint_frames.dtype)  # (N, J, 4, 4)
-        num_people, joints = skin.shape[:2]
-        rotations = skin[..., :3, :3].reshape(num_people, joints, 9).permute(1, 0, 2).reshape(joints, num_people * 9)
+        dtype = joint_frames.dtype
+        # The skin transforms' rotations (world @ inverse rest, whose bottom row is 0 0 0 1).
+        rotations = joint_frames.detach()[..., :3, :3] @ setup.rest_frames_inverse[:, :3, :3].to(dtype)  # (N, J, 3, 3)
+        num_people, joints = rotations.shape[:2]
+        columns = rotations.reshape(num_people, joints, 9).permute(1, 0, 2).reshape(joints, num_people * 9)
         # Blend the asked vertices' rotations for every person in one product, then keep each
         # row's own person.
-        blended = (setup.skinning[sample].to(rotations.dtype) @ rotations).view(-1, num_people, 9)  # (K, N, 9)
-        chosen = blended[torch.arange(len(sample)), person].view(-1, 3, 3)
-        normals = (chosen @ setup.rest_normals[sample][..., None].to(chosen.dtype))[..., 0]
+        blended = (setup.skinning[sample].to(dtype) @ columns).view(-1, 9)  # (K N, 9)
+        chosen = blended.index_select(0, torch.arange(len(sample)) * num_people + person).view(-1, 3, 3)
+        normals = (chosen @ setup.rest_normals[sample][..., None].to(dtype))[..., 0]
         return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
 
@@ -663,7 +711,7 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         close &= ~same_person | self_pairs.repeat(num_people, num_people)
         pairs = close.nonzero()  # (P, 2) flat (person, cluster) of the point side and the surface side
         if pairs.shape[0] == 0:
-            return torch.zeros(0, 4, dtype=torch.long)
+            return torch.zeros(0, 5, dtype=torch.long)
         # Pairs within one body first, so that their self_blocks mask applies to one slice.
         across = pairs[:, 0] // num_clusters != pairs[:, 1] // num_clusters
         pairs = pairs[torch.argsort(across.to(torch.int8), stable=True)]
@@ -738,42 +786,79 @@ def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unique, position
 
 
-def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class SurfaceRows:
+    """Surface-test candidate rows made ready for evaluation once per search.
+
+    candidates: (K, 5) long rows (point person, surface person, point sample, surface
+        sample, group), sorted by group, see surface_candidates;
+    ends: (K, 2) long rows of each row's point and surface vertex into the flattened
+        (N V', 3) posed needed vertices;
+    layout: (G, B) long the rows of each group in their order, padded with K, so that the
+        row nearest now is one arg-min along a row of it;
+    onset: (K,) metres, the depth where the row's penalty starts (the tolerance, plus the
+        point's allowance below its own person's surface)."""
+
+    candidates: torch.Tensor
+    ends: torch.Tensor
+    layout: torch.Tensor
+    onset: torch.Tensor
+
+
+def surface_rows(setup: SurfaceSetup, candidates: torch.Tensor, count: int) -> SurfaceRows:
+    """Prepare ``candidates`` (K, 5) for posed needed vertices of ``count`` (V') per person."""
+    person_a, person_b, point, surface, group = candidates.unbind(1)
+    total = len(candidates)
+    groups = int(group[-1]) + 1 if total else 0
+    sizes = torch.bincount(group, minlength=groups)
+    first = torch.cumsum(sizes, 0) - sizes  # rows are sorted by group
+    layout = torch.full((groups, int(sizes.max()) if total else 0), total, dtype=torch.long)
+    layout[group, torch.arange(total) - first[group]] = torch.arange(total)
+    onset = torch.full((total,), SURFACE_TOLERANCE_M, dtype=setup.rest_normals.dtype)
+    if setup.self_allowance is not None:
+        allowance = setup.self_allowance.to(onset.dtype)[person_a, point]
+        onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
+    ends = torch.stack([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]], dim=1)
+    return SurfaceRows(candidates=candidates, ends=ends, layout=layout, onset=onset)
+
+
+def _nearest_rows(rows: SurfaceRows, vertices: torch.Tensor) -> torch.Tensor:
+    """(G,) the row of each group whose surface vertex is now nearest to its point (the first
+    on a tie; non-finite vertices still choose)."""
+    with torch.no_grad():
+        ends = vertices.detach().reshape(-1, 3).index_select(0, rows.ends.reshape(-1)).reshape(-1, 2, 3)
+        gap = ends[:, 0] - ends[:, 1]
+        squared = torch.nan_to_num((gap * gap).sum(-1), nan=math.inf)  # +inf becomes the largest finite
+        padded = torch.cat([squared, squared.new_full((1,), math.inf)])  # padding never wins
+        return rows.layout.gather(1, padded[rows.layout].argmin(dim=1, keepdim=True))[:, 0]
+
+
+def nearest_of_groups(setup: SurfaceSetup, vertices: torch.Tensor, candidates: torch.Tensor | SurfaceRows) -> torch.Tensor:
     """The row of each group of ``candidates`` (see surface_candidates) whose surface vertex
     is now nearest to its point (the first on a tie): (G, 4) rows (point person, surface
     person, point sample, surface sample)."""
-    if candidates.shape[0] == 0:
-        return candidates[:, :4]
-    with torch.no_grad():
-        count = vertices.shape[1]
-        flat = vertices.detach().reshape(-1, 3)
-        person_a, person_b, point, surface, group = candidates.unbind(1)
-        gap = flat.index_select(0, person_a * count + setup.slots[point]) - flat.index_select(0, person_b * count + setup.slots[surface])
-        squared = torch.nan_to_num((gap * gap).sum(-1), nan=math.inf)  # non-finite vertices still choose
-        groups = int(group[-1]) + 1  # rows are sorted by group
-        nearest = torch.full((groups,), math.inf, dtype=squared.dtype).scatter_reduce_(0, group, squared, reduce="amin")
-        rows = (squared <= nearest[group]).nonzero()[:, 0]
-        return candidates[rows[_first_of_each(group[rows])[1]], :4]
+    rows = candidates if isinstance(candidates, SurfaceRows) else surface_rows(setup, candidates, vertices.shape[1])
+    if rows.candidates.shape[0] == 0:
+        return rows.candidates[:, :4]
+    return rows.candidates[_nearest_rows(rows, vertices), :4]
 
 
 def surface_value(
-    setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor, candidates: torch.Tensor
+    setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor, candidates: torch.Tensor | SurfaceRows
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penalty ``sum relu(depth - tolerance)^2 / DEPTH_SCALE_M^2`` over the candidates (each
     point against its group's nearest surface vertex, see nearest_of_groups) and their
-    maximum depth (metres, -1 without rows)."""
-    if candidates.shape[0] == 0:
+    maximum depth (metres, -1 without rows). candidates: (K, 5) rows or the same prepared by
+    :func:`surface_rows` (as the optimizer does once per search)."""
+    rows = candidates if isinstance(candidates, SurfaceRows) else surface_rows(setup, candidates, vertices.shape[1])
+    if rows.candidates.shape[0] == 0:
         return vertices.new_zeros(()), vertices.new_full((), -1.0)
-    person_a, person_b, point, surface = nearest_of_groups(setup, vertices, candidates).unbind(1)
-    normals = _posed_normals(setup, joint_frames, person_b, surface).to(vertices.dtype)
-    count = vertices.shape[1]
-    rows = torch.cat([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]])
-    ends = vertices.reshape(-1, 3).index_select(0, rows)  # one gather: cheap to differentiate
-    onset = torch.full((len(point),), SURFACE_TOLERANCE_M, dtype=vertices.dtype)
-    if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(vertices.dtype)[person_a, point]
-        onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
-    return _SurfacePenalty.apply(ends[: len(point)], ends[len(point) :], normals, onset)
+    chosen = _nearest_rows(rows, vertices)
+    surface_rows_chosen = rows.candidates.index_select(0, chosen)
+    normals = _posed_normals(setup, joint_frames, surface_rows_chosen[:, 1], surface_rows_chosen[:, 3]).to(vertices.dtype)
+    ends = vertices.reshape(-1, 3).index_select(0, rows.ends.index_select(0, chosen).reshape(-1)).reshape(-1, 2, 3)
+    onset = rows.onset.index_select(0, chosen).to(vertices.dtype)
+    return _SurfacePenalty.apply(ends, normals, onset)
 
 
 def initial_surface_self_allowance(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames: torch.Tensor) -> torch.Tensor:

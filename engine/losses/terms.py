@@ -17,7 +17,14 @@ import torch
 
 from engine.losses.contact import ContactIndex, contact_value, pair_distances, term_values
 from engine.losses.geometry import rotation_angle
-from engine.losses.penetration import PenetrationSetup, penetration_value, surface_candidates, surface_value
+from engine.losses.penetration import (
+    CapsuleRows,
+    PenetrationSetup,
+    SurfaceRows,
+    penetration_value,
+    surface_candidates,
+    surface_value,
+)
 
 # A 5 cm root shift costs as much as a one-radian joint rotation: without 2D keypoints the
 # root translation is what anchors the body, so it must be held much harder than a joint.
@@ -69,10 +76,10 @@ class LossInputs:
     joint_frames: (N, J, 4, 4); local_rotations: (N, J, 3, 3);
     pose_offsets: (N, J, 3) axis-angle offsets from the initial local rotations;
     translation_offsets: (N, 3) metres; shape: (N, S).
-    penetration_candidates: optional (K, 4) long (vertex person, capsule person, vertex,
-        capsule) rows to evaluate instead of every pair (see penetration_candidates).
-    surface_candidates: optional (K, 5) long rows of the mesh surface test (see
-        engine.losses.penetration.surface_candidates); found afresh when None.
+    penetration_candidates: optional vertex-capsule rows to evaluate instead of every pair
+        (engine.losses.penetration.penetration_candidates, prepared by capsule_rows).
+    surface_candidates: optional rows of the mesh surface test (surface_candidates, prepared
+        by surface_rows); found afresh when None.
     """
 
     setup: LossSetup
@@ -83,8 +90,8 @@ class LossInputs:
     pose_offsets: torch.Tensor
     translation_offsets: torch.Tensor
     shape: torch.Tensor
-    penetration_candidates: torch.Tensor | None = None
-    surface_candidates: torch.Tensor | None = None
+    penetration_candidates: CapsuleRows | None = None
+    surface_candidates: SurfaceRows | None = None
 
 
 def contact_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
