@@ -538,6 +538,9 @@ SURFACE_MAX_LATERAL_M = 0.02
 SELF_REST_FAR_M = 0.08
 # Vertices per cluster of the nearest-vertex search (see surface_candidates).
 SURFACE_CLUSTER_SIZE = 16
+# What the search adds to the squared distance (m^2) of a vertex pair that may not be tested:
+# far beyond any distance it keeps, and exact in float16 (its tables' type).
+_FORBIDDEN_SQ_M2 = 32768.0
 # Between two searches each point is measured against the nearest of the surface vertices
 # that were at most this much farther from it than its nearest at the search (see
 # surface_value). Why: the sample is sparse (a few centimetres between vertices), and a hand
@@ -579,9 +582,11 @@ class SurfaceSetup:
     def clusters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """members (M, K) long (padding points at sample 0), mask (M, K) bool,
         self_pairs (M, M) bool: cluster i of a person has some vertex that may be tested
-        against some vertex of cluster j of the same person, and self_blocks (M, M, K, K)
-        bool: ``self_allowed`` cluster by cluster (False on padding), so that a search reads
-        whole contiguous blocks of it (computed once)."""
+        against some vertex of cluster j of the same person, and self_forbidden (M M, K, K)
+        float16: for the pair (i, j) at row i M + j, entry (surface member, point member) is
+        0 where ``self_allowed`` lets point member of cluster i be tested against surface
+        member of cluster j and _FORBIDDEN_SQ_M2 elsewhere (padding included), so that a
+        search masks a whole block with one addition (computed once)."""
         cached = self.__dict__.get("_clusters")
         if cached is None:
             members = self.cluster_members
@@ -593,9 +598,10 @@ class SurfaceSetup:
             flat = members.reshape(-1)
             blocks = self.self_allowed[flat][:, flat].reshape(num_clusters, size, num_clusters, size)
             blocks = blocks & mask[:, :, None, None] & mask[None, None, :, :]
-            blocks = blocks.permute(0, 2, 1, 3).contiguous()
+            blocks = blocks.permute(0, 2, 3, 1)  # (point cluster, surface cluster, surface member, point member)
             self_pairs = blocks.flatten(2).any(dim=2)
-            cached = (members, mask, self_pairs, blocks)
+            forbidden = torch.zeros(blocks.shape, dtype=torch.float16).masked_fill_(~blocks, _FORBIDDEN_SQ_M2)
+            cached = (members, mask, self_pairs, forbidden.reshape(num_clusters * num_clusters, size, size))
             object.__setattr__(self, "_clusters", cached)
         return cached
 
@@ -696,12 +702,14 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
     Coordinates are taken about the sample's centre, so float32 rounding stays far below a
     millimetre."""
     with torch.no_grad():
-        points = vertices[:, setup.slots]  # (N, S, 3)
-        num_people, count = points.shape[:2]
-        points = points - points.reshape(-1, 3).mean(0)
-        members, member_mask, self_pairs, self_blocks = setup.clusters
-        num_clusters = members.shape[0]
-        grouped = points[:, members]  # (N, M, K, 3)
+        num_people, count = vertices.shape[0], len(setup.slots)
+        flat_slots = (torch.arange(num_people)[:, None] * vertices.shape[1] + setup.slots).reshape(-1)
+        points = vertices.reshape(-1, 3).index_select(0, flat_slots)  # (N S, 3), person-major
+        points = points - points.mean(0)
+        members, member_mask, self_pairs, self_forbidden = setup.clusters
+        num_clusters, size = members.shape
+        flat_members = (torch.arange(num_people)[:, None, None] * count + members).reshape(-1)  # (N M K,)
+        grouped = points.index_select(0, flat_members).reshape(num_people, num_clusters, size, 3)
         centre, radius = _cluster_spheres(grouped, member_mask)
         radius = radius.reshape(-1)  # (N * M,)
         flat_centre = centre.reshape(-1, 3)
@@ -709,33 +717,37 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         close = bound < SURFACE_MAX_DISTANCE_M
         same_person = torch.eye(num_people, dtype=torch.bool).repeat_interleave(num_clusters, 0).repeat_interleave(num_clusters, 1)
         close &= ~same_person | self_pairs.repeat(num_people, num_people)
-        pairs = close.nonzero()  # (P, 2) flat (person, cluster) of the point side and the surface side
+        # (P, 2) flat (person, cluster) of the point side and the surface side, row-major as
+        # nonzero gives them (numpy's is several times faster on a matrix this size).
+        pairs = torch.from_numpy(np.stack(np.divmod(np.flatnonzero(close.numpy()), close.shape[1]), axis=1))
         if pairs.shape[0] == 0:
             return torch.zeros(0, 5, dtype=torch.long)
-        # Pairs within one body first, so that their self_blocks mask applies to one slice.
+        # Pairs within one body first, so that their self mask applies to one slice.
         across = pairs[:, 0] // num_clusters != pairs[:, 1] // num_clusters
         pairs = pairs[torch.argsort(across.to(torch.int8), stable=True)]
         within_body = len(pairs) - int(across.sum())
-        person_a, cluster_a = pairs[:, 0] // num_clusters, pairs[:, 0] % num_clusters
-        person_b, cluster_b = pairs[:, 1] // num_clusters, pairs[:, 1] % num_clusters
-        # Squared distances as |a|^2 + (|b|^2 - 2 a.b), the bracket one batched product of
-        # [-2 a, 1] and [b, |b|^2] (|b|^2 infinite on padding), rows made per cluster before
-        # the pairs gather them: no broadcast copy, no per-pair norms.
-        flat_grouped = grouped.reshape(-1, members.shape[1], 3)  # (N * M, K, 3)
+        side_a, side_b = pairs[:, 0], pairs[:, 1]
+        person_a, cluster_a = side_a // num_clusters, side_a % num_clusters
+        person_b, cluster_b = side_b // num_clusters, side_b % num_clusters
+        # Squared distances as |a|^2 + (|b|^2 - 2 b.a), the bracket one batched product of
+        # [b, |b|^2] and [-2 a, 1] (|b|^2 infinite on padding), rows made per cluster before
+        # the pairs gather them. Surface members run along the middle axis, so the minimum
+        # over them is a few element-wise minima of contiguous halves (a min-reduction along
+        # the last axis is not vectorised).
+        flat_grouped = grouped.reshape(-1, size, 3)  # (N * M, K, 3)
         norm = (flat_grouped * flat_grouped).sum(-1)  # (N * M, K)
         as_surface = torch.cat([flat_grouped, norm.masked_fill(~member_mask.repeat(num_people, 1), math.inf)[..., None]], dim=-1)
-        as_point = torch.cat([flat_grouped * -2.0, torch.ones_like(norm)[..., None]], dim=-1)
-        squared = torch.bmm(as_point[pairs[:, 0]], as_surface[pairs[:, 1]].transpose(1, 2))
-        squared += norm[pairs[:, 0]][:, :, None]  # (P, K, K)
+        as_point = torch.cat([flat_grouped * -2.0, torch.ones_like(norm)[..., None]], dim=-1).transpose(1, 2).contiguous()
+        squared = torch.bmm(as_surface.index_select(0, side_b), as_point.index_select(0, side_a))
+        squared += norm.index_select(0, side_a)[:, None, :]  # (P, K surface, K point)
         if within_body:
-            allowed = self_blocks[cluster_a[:within_body], cluster_b[:within_body]]  # (P', K, K)
-            squared[:within_body].masked_fill_(~allowed, math.inf)
-        # The nearest distance by a min-reduction (vectorised; a min with indices is not),
-        # its index only for the entries that win below.
-        nearest_sq = squared.amin(dim=2)  # (P, K)
-        point_ids = members[cluster_a]  # (P, K)
+            blocks = self_forbidden.index_select(0, cluster_a[:within_body] * num_clusters + cluster_b[:within_body])
+            squared[:within_body] += blocks
+        nearest_sq = _min_over_middle(squared)  # (P, K point)
+        point_ids = members.index_select(0, cluster_a)  # (P, K)
+        point_mask = member_mask.index_select(0, cluster_a)
         limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
-        valid = member_mask[cluster_a] & (nearest_sq < limit_sq)
+        valid = point_mask & (nearest_sq < limit_sq)
         # Each (point person, surface person, point) may be seen from several surface clusters:
         # keep the nearest.
         valid_pair, valid_point = valid.nonzero(as_tuple=True)
@@ -747,13 +759,13 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         keys, valid_pair, valid_point = keys[winner], valid_pair[winner], valid_point[winner]
         keys, first = _first_of_each(keys)
         valid_pair, valid_point = valid_pair[first], valid_point[first]
-        column = squared[valid_pair, valid_point].argmin(dim=1)  # the first nearest, as min(dim) gives
+        column = squared[valid_pair, :, valid_point].argmin(dim=1)  # the first nearest, as min(dim) gives
         surface_ids = members[cluster_b[valid_pair], column]
         point_ids = keys % count
         person_pair = keys // count
         rows_a, rows_b = person_pair // num_people, person_pair % num_people
         normals = _posed_normals(setup, joint_frames, rows_b, surface_ids)
-        gap = points[rows_a, point_ids] - points[rows_b, surface_ids]
+        gap = points.index_select(0, rows_a * count + point_ids) - points.index_select(0, rows_b * count + surface_ids)
         depth = -(gap * normals).sum(-1)
         lateral = (gap + depth[:, None] * normals).norm(dim=-1)
         keep = (depth > SURFACE_TOLERANCE_M - SURFACE_CANDIDATE_MARGIN_M) & (lateral < SURFACE_MAX_LATERAL_M)
@@ -764,18 +776,31 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         group_of_key = torch.full((num_people * num_people * count,), -1, dtype=torch.long)
         group_of_key[kept_keys] = torch.arange(len(kept_keys))
         reach = (best[kept_keys].clamp(min=0.0).sqrt() + SURFACE_TRACK_BAND_M) ** 2  # (G,); rounding can make 0 negative
-        entry_keys = (person_a * num_people + person_b)[:, None] * count + members[cluster_a]  # (P, K)
-        group = group_of_key[entry_keys].masked_fill(~member_mask[cluster_a], -1)
+        entry_keys = (person_a * num_people + person_b)[:, None] * count + members.index_select(0, cluster_a)  # (P, K)
+        group = group_of_key[entry_keys].masked_fill(~point_mask, -1)
         # Only the few cluster pairs with a kept point are read again.
         pair = (group >= 0).any(dim=1).nonzero()[:, 0]
         group = group[pair]
-        within = (group >= 0)[:, :, None] & (squared[pair] <= reach[group.clamp(min=0)][:, :, None])  # (P', K, K)
-        local, point, surface = within.nonzero(as_tuple=True)
+        within = (group >= 0)[:, None, :] & (squared[pair] <= reach[group.clamp(min=0)][:, None, :])  # (P', K s, K p)
+        local, surface, point = within.nonzero(as_tuple=True)
         group, pair = group[local, point], pair[local]
         rows = torch.stack(
             [person_a[pair], person_b[pair], members[cluster_a[pair], point], members[cluster_b[pair], surface], group], 1
         )
         return rows[torch.argsort(rows[:, 4], stable=True)]
+
+
+def _min_over_middle(values: torch.Tensor) -> torch.Tensor:
+    """(P, K, L) -> (P, L) minimum over the middle axis, by halving it (K a power of two
+    gives exactly torch.amin's values; any other K is padded with +inf)."""
+    size = values.shape[1]
+    width = 1 << max(0, (size - 1).bit_length())
+    if width != size:
+        values = torch.cat([values, values.new_full((values.shape[0], width - size, values.shape[2]), math.inf)], dim=1)
+    while values.shape[1] > 1:
+        half = values.shape[1] // 2
+        values = torch.minimum(values[:, :half], values[:, half:])
+    return values[:, 0]
 
 
 def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
