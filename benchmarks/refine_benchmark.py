@@ -84,6 +84,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -97,9 +98,9 @@ from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
 from engine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
 from engine.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
 from engine.optimizer import OptimizationVariables, OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine, stopped_falling  # noqa: E402
-from engine.problem import BodyStatics, PersonOptions, build_problem  # noqa: E402
+from engine.problem import LMM_SATURATION_M, BodyStatics, PersonOptions, build_problem  # noqa: E402
 from engine.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
-from engine.regions import GROUND  # noqa: E402
+from engine.regions import GROUND, composite_members  # noqa: E402
 
 NUM_SAMPLES = 20
 FLOOR = 0.0
@@ -586,25 +587,42 @@ def case_states(statics, regions, case: Case, seed: int, rebuild: bool, folder: 
 
 # ----------------------------------------------------------------------------------- naive loss
 
-def naive_contact(objective: ContactObjective, regions, vertices: torch.Tensor, floor: float, rng: random.Random) -> torch.Tensor:
-    """The research code's scheme: fresh random vertex samples every call, one cdist per pair
-    in a Python loop, one expression per term built from scratch."""
+def naive_draw(regions, rng: random.Random) -> Callable[[str], list[int]]:
+    """The research code's vertex draw: for a region, a fresh ``random.sample`` of each of its
+    elementary members (the research code: at most 80 per fine region), as many as the
+    engine's fixed subsample of that member holds, so both measure the same number of vertices."""
+
+    def draw(region: str) -> list[int]:
+        ids: list[int] = []
+        for member in composite_members(region):
+            pool = regions.vertex_ids(member).tolist()
+            ids += rng.sample(pool, min(len(pool), len(regions.subsample(member))))
+        return ids
+
+    return draw
+
+
+def naive_contact(objective: ContactObjective, draw: Callable[[str], list[int]], vertices: torch.Tensor, floor: float) -> torch.Tensor:
+    """The engine's contact loss (engine.losses.contact: min over options of the sum over rows
+    of the min over alternatives, an LMM row's distance saturated as rho(d)) in the research
+    code's scheme: vertices drawn by ``draw`` at every call, one cdist per pair in a Python
+    loop, one expression per term built from scratch. vertices: (N, V, 3) the full meshes."""
     total = vertices.new_zeros(())
     for term in objective.terms:
+        scale = LMM_SATURATION_M if term.source == "lmm" else 0.0
         option_values = []
         for option in term.options:
             row_values = []
             for row in option:
                 alternatives = []
                 for pair in row:
-                    ids_a = regions.vertex_ids(pair.region_a).tolist()
-                    va = vertices[pair.person_a, rng.sample(ids_a, min(80, len(ids_a)))]
+                    va = vertices[pair.person_a, draw(pair.region_a)]
                     if pair.is_ground:
-                        alternatives.append((va[:, 2].min() - floor).abs())
+                        distance = (va[:, 2].min() - floor).abs()
                     else:
-                        ids_b = regions.vertex_ids(pair.region_b).tolist()
-                        vb = vertices[pair.person_b, rng.sample(ids_b, min(80, len(ids_b)))]
-                        alternatives.append(torch.cdist(va, vb).min())
+                        vb = vertices[pair.person_b, draw(pair.region_b)]
+                        distance = torch.cdist(va, vb).min()
+                    alternatives.append(scale * -torch.expm1(-distance / scale) if scale else distance)
                 row_values.append(torch.stack(alternatives).min())
             option_values.append(torch.stack(row_values).sum())
         total = total + term.weight * torch.stack(option_values).min()
@@ -617,7 +635,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
     afresh every step."""
     started = time.perf_counter()
     body = problem.body
-    rng = random.Random(config.seed)
+    draw = naive_draw(regions, random.Random(config.seed))
     slots = problem.vertex_ids[problem.setup.penetration.vertex_slots]
     penetration = replace(problem.setup.penetration, vertex_slots=slots)
     if penetration.surface is not None:  # its slots, too, must point into the full mesh
@@ -635,7 +653,7 @@ def naive_refine(problem: RefineProblem, objective: ContactObjective, regions, c
         for iteration in range(1, config.max_iterations[stage] + 1):
             optimizer.zero_grad()
             inputs = variables.inputs()
-            loss = weights["contact"] * naive_contact(objective, regions, inputs.vertices, inputs.setup.floor_height, rng)
+            loss = weights["contact"] * naive_contact(objective, draw, inputs.vertices, inputs.setup.floor_height)
             for name, weight in weights.items():
                 if name != "contact" and weight:
                     loss = loss + weight * LOSS_TERMS[name](inputs)[name]

@@ -1,6 +1,7 @@
 """The refinement benchmark's case helpers (benchmarks/refine_benchmark.py): seed-pose turns,
 the feet a ground truth stands on, the floor regions it optimizes on full vertex sets, and
-the stored cases (their key and their files). Fast: the synthetic body, no optimization."""
+the stored cases (their key and their files), and the naive loss it times the engine against.
+Fast: the synthetic body, no optimization."""
 
 from __future__ import annotations
 
@@ -163,3 +164,37 @@ def test_extra_noise_draws_use_their_own_seeds_and_the_same_opening_rule(bench, 
     # reuse one of its seeds.
     assert seeds == [4000, 4001, 4100, 4101, 4200, 4201]
     assert bench.MAX_NOISE_DRAWS < 100
+
+
+def test_naive_loss_is_the_engines_contact_loss(bench, body):
+    """The naive implementation the benchmark times against the engine computes the same
+    loss (saturated LMM rows included): drawing each region's fixed subsample, it gives the
+    engine's contact value; its own draws are fresh, per member as many as that subsample."""
+    import random
+
+    from engine.losses.contact import contact_value
+    from engine.optimizer import PeopleState
+    from engine.problem import BodyStatics, PersonOptions, build_problem
+
+    case = one_case(bench, "hug")
+    objective = bench.objective_from_samples(bench.lmm_samples(case, random.Random(1)), case.num_people)
+    assert any(term.source == "lmm" for term in objective.terms)
+    rotations = torch.eye(3).repeat(2, len(body.joint_names), 1, 1)
+    state = PeopleState(rotations, torch.tensor([[0.0, 0.0, 0.0], [-0.5, -0.3, 0.0]]), torch.zeros(2, 2))
+    problem = build_problem(BodyStatics(body, body.default_shape()), body.regions, objective, state, [PersonOptions()] * 2)
+    everything = body.forward(state.local_rotations, state.root_translation, state.shape).vertices  # (2, V, 3)
+    engine_value = contact_value(problem.setup.contact, everything[:, problem.vertex_ids], bench.FLOOR)
+    naive_value = bench.naive_contact(objective, lambda region: body.regions.subsample(region).tolist(), everything, bench.FLOOR)
+    # Far apart, so that the saturation (rho(d) < d) shows in the value.
+    assert float(engine_value) > 0.05
+    assert float(naive_value) == pytest.approx(float(engine_value), rel=1e-5)
+    unsaturated = replace(objective, terms=tuple(replace(t, source="artist") for t in objective.terms))
+    assert float(bench.naive_contact(unsaturated, lambda r: body.regions.subsample(r).tolist(), everything, bench.FLOOR)) > 1.01 * float(engine_value)
+
+    draw = bench.naive_draw(body.regions, random.Random(0))
+    first, second = draw("waist"), draw("waist")
+    for ids in (first, second):
+        assert len(set(ids)) == len(ids)  # no vertex twice
+        assert set(ids) <= set(body.regions.vertex_ids("waist").tolist())
+        assert len(ids) == sum(len(body.regions.subsample(m)) for m in ("waist_front", "waist_back"))
+    assert first != second  # drawn afresh at every call
