@@ -122,16 +122,21 @@ class OptimizerConfig:
     # one step of a limb joint; at 0.25 m per unit every step shifted both people by 2.5 mm,
     # whose stay-close cost outweighed the contact and made the loss jump from step to step.
     translation_scale: float = 0.005
-    # Every this many steps (per stage) the vertex-capsule and surface pairs near or past
-    # contact are found again (engine.losses.penetration); in between only those are
-    # evaluated. Stage 2's learning rate is ten times smaller, so its surfaces move much less
-    # per step and a longer interval finds the same pairs at half the cost; much longer ones
-    # (50) let the pairs drift and each refresh then makes a step in the loss that the
-    # early-stop slope mistakes for convergence.
-    penetration_refresh: tuple[int, ...] = (5, 10)
+    # The vertex-capsule and surface pairs near or past contact (engine.losses.penetration)
+    # are found again as soon as some skinned vertex has moved penetration_refresh_motion_m
+    # since the last search, and in any case every this many steps (per stage); in between
+    # only those pairs are evaluated. The motion rule is what keeps the pairs exact (see
+    # below); the interval is a backstop. It was 5 and 10 before the motion rule and the
+    # surface test's tracking band (SURFACE_TRACK_BAND_M) existed, when pairs left to drift
+    # for 50 steps made a step in the loss at each refresh; with both, 20 and 40 end the
+    # benchmark's two-person cases with the same contacts and penetration on a third fewer
+    # searches (a search costs as much as a step).
+    penetration_refresh: tuple[int, ...] = (20, 40)
     # ... and sooner, as soon as some skinned vertex has moved this far since the last search:
     # the searches keep pairs up to 3 cm short of penetrating (surface and capsules), and two
-    # surfaces that each move at most this far close a gap of at most twice it. Large early
+    # surfaces that each move at most this far close a gap of at most twice it; the surface
+    # test also measures each point exactly while it and its nearest vertex move less than
+    # half its tracking band (3 cm). Large early
     # steps (a hand crossing 5-10 mm per step towards its contact) would otherwise sink
     # through a surface between two searches and meet a sudden deep penalty.
     penetration_refresh_motion_m: float = 0.015
