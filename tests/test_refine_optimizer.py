@@ -137,6 +137,8 @@ def test_stage_weights_check_lengths_and_overrides():
     weights = default_weights(2)
     assert weights.contact == (1000.0, 1000.0) and weights.stay_close == (200.0, 200.0)
     assert default_weights(1).contact == (10000.0, 10000.0)
+    # Interpenetration a tenth of the contact weight, for one person as for two.
+    assert default_weights(1).penetration == (1000.0, 1000.0) and weights.penetration == (100.0, 100.0)
     assert weights.with_overrides({"contact": (5.0, 6.0)}).for_stage(1)["contact"] == 6.0
     with pytest.raises(ValueError, match="unknown weight"):
         weights.with_overrides({"gmm": (1.0, 1.0)})
