@@ -179,15 +179,17 @@ def build_contact_index(
     )
 
 
-def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, ...]:
     """(P, K) rows of each pair's two sides into the (N * V', 3) flattened posed vertices for
-    V' = ``count``, and the same flattened to (P K,) (made once per vertex count: the
-    optimizer asks for the same every step)."""
+    V' = ``count``, the same flattened to (P K,), the (P, K) padding masks of both sides and
+    the (P,) pair numbers (made once per vertex count: the optimizer asks for the same every
+    step)."""
     cached = index.__dict__.get("_flat_rows")
     if cached is None or cached[0] != count:
         rows_a = index.person_a[:, None] * count + index.vertex_a
         rows_b = index.person_b[:, None] * count + index.vertex_b
-        cached = (count, rows_a, rows_b, rows_a.reshape(-1), rows_b.reshape(-1))
+        pairs = torch.arange(len(index.pairs))
+        cached = (count, rows_a, rows_b, rows_a.reshape(-1), rows_b.reshape(-1), ~index.mask_a, ~index.mask_b, pairs)
         object.__setattr__(index, "_flat_rows", cached)
     return cached[1:]
 
@@ -205,13 +207,13 @@ def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: fl
     """
     if not index.pairs:
         return vertices.new_zeros(0)
-    rows_a, rows_b, flat_a, flat_b = _flat_rows(index, vertices.shape[1])
+    rows_a, rows_b, flat_a, flat_b, padding_a, padding_b, pair = _flat_rows(index, vertices.shape[1])
     with torch.no_grad():
         # One index_select of flat rows is much cheaper than a two-tensor advanced index.
         flat = vertices.detach().reshape(-1, 3)
         points_a = flat.index_select(0, flat_a).reshape(*rows_a.shape, 3)  # (P, K, 3)
         points_b = flat.index_select(0, flat_b).reshape(*rows_b.shape, 3)
-        heights = points_a[..., 2].masked_fill(~index.mask_a, _FAR)
+        heights = points_a[..., 2].masked_fill(padding_a, _FAR)
         # Squared distances as |a - c|^2 + (|b - c|^2 - 2 (a - c).(b - c)) about each pair's
         # centre c (float32 rounding of small offsets), the bracket as one batched product of
         # [-2 (a - c), 1] and [b - c, |b - c|^2]: the (P, K, K) matrix is written once and read
@@ -219,14 +221,13 @@ def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: fl
         centre = points_a[:, :1]
         points_a = points_a - centre
         points_b = points_b - centre
-        norm_a = (points_a * points_a).sum(-1).masked_fill_(~index.mask_a, _FAR)  # (P, K)
-        norm_b = (points_b * points_b).sum(-1).masked_fill_(~index.mask_b, _FAR)
+        norm_a = (points_a * points_a).sum(-1).masked_fill_(padding_a, _FAR)  # (P, K)
+        norm_b = (points_b * points_b).sum(-1).masked_fill_(padding_b, _FAR)
         left = torch.cat([points_a * -2.0, torch.ones_like(norm_a)[..., None]], dim=-1)
         right = torch.cat([points_b, norm_b[..., None]], dim=-1)
         row = (torch.bmm(left, right.transpose(1, 2)).amin(dim=2) + norm_a).argmin(dim=1)  # (P,) slot on side a
-        pair = torch.arange(len(index.pairs))
         gap = points_b - points_a[pair, row][:, None]
-        column = (gap * gap).sum(-1).masked_fill_(~index.mask_b, _FAR).argmin(dim=1)  # (P,) slot on side b
+        column = (gap * gap).sum(-1).masked_fill_(padding_b, _FAR).argmin(dim=1)  # (P,) slot on side b
         nearest_a = rows_a[pair, row]
         nearest_b = rows_b[pair, column]
         lowest = rows_a[pair, heights.argmin(dim=1)]
