@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 _EPS = 1e-12
+# Row k of this (9, 3) matrix reads component k of vee(A - A^T) = (A21 - A12, A02 - A20,
+# A10 - A01) from the nine entries of A (row-major): one product instead of six selections.
+_VEE_OF_ANTISYMMETRIC = torch.tensor(
+    [[0, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, -1, 0], [1, 0, 0], [0, 0, 0]],
+    dtype=torch.float32,
+)
 
 
 def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
@@ -46,22 +52,14 @@ class _RotateByAxisAngle(torch.autograd.Function):
             # b = (t - sin t) / t^3, t = |w|. Below t = 0.1 their series, to the t^6 term:
             # in float32 the closed forms lose digits there (1 - cos t cancels).
             a_matrix = rotated.transpose(-1, -2) @ grad
-            v = torch.stack(
-                [
-                    a_matrix[..., 2, 1] - a_matrix[..., 1, 2],
-                    a_matrix[..., 0, 2] - a_matrix[..., 2, 0],
-                    a_matrix[..., 1, 0] - a_matrix[..., 0, 1],
-                ],
-                dim=-1,
-            )
-            angle_sq = (axis_angle * axis_angle).sum(-1, keepdim=True)
-            angle = torch.sqrt(angle_sq + _EPS)
-            small = angle_sq < 1e-2
-            t2 = angle_sq
-            a_series = 1.0 / 2.0 - t2 / 24.0 + t2 * t2 / 720.0 - t2 * t2 * t2 / 40320.0
-            b_series = 1.0 / 6.0 - t2 / 120.0 + t2 * t2 / 5040.0 - t2 * t2 * t2 / 362880.0
-            a = torch.where(small, a_series, (1.0 - torch.cos(angle)) / angle_sq.clamp_min(1e-2))
-            b = torch.where(small, b_series, (angle - torch.sin(angle)) / (angle_sq * angle).clamp_min(1e-3))
+            v = a_matrix.flatten(-2) @ _VEE_OF_ANTISYMMETRIC.to(a_matrix.dtype)  # vee(A - A^T)
+            t2 = (axis_angle * axis_angle).sum(-1, keepdim=True)
+            angle = torch.sqrt(t2 + _EPS)
+            small = t2 < 1e-2
+            a_series = 1.0 / 2.0 + t2 * (-1.0 / 24.0 + t2 * (1.0 / 720.0 - t2 / 40320.0))
+            b_series = 1.0 / 6.0 + t2 * (-1.0 / 120.0 + t2 * (1.0 / 5040.0 - t2 / 362880.0))
+            a = torch.where(small, a_series, (1.0 - torch.cos(angle)) / t2.clamp_min(1e-2))
+            b = torch.where(small, b_series, (angle - torch.sin(angle)) / (t2 * angle).clamp_min(1e-3))
             cross = torch.linalg.cross(axis_angle, v)
             grad_axis_angle = v + a * cross + b * torch.linalg.cross(axis_angle, cross)
         return grad_base, grad_axis_angle
