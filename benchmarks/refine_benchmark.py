@@ -55,7 +55,10 @@ plausible-but-absent contact). For the two-person cases a deliberately naive imp
 of the same loss in the style of the research code (per-iteration ``random.sample`` of region
 vertices, a Python loop of per-pair ``torch.cdist`` on the fully skinned mesh, one loss
 expression per sample rebuilt every step) runs the same schedule on the same case, and the
-speed ratio is printed.
+speed ratio is printed. Same loss: its LMM rows are saturated as the engine's are, and each
+draw takes from every elementary region as many vertices as the engine's fixed subsample of
+it holds (the research code's "at most 80 per fine region" at this project's subsample size),
+so that the ratio compares two implementations of one loss, not two losses.
 
 Printed per case and overall: contact distance before/after (the largest of the case's
 ground-truth contact pairs, full region vertex sets), MPJPE to the ground truth before/after
