@@ -345,6 +345,14 @@ def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_
     only_mine = candidates[candidates[:, 0] == 0]
     only_mine = torch.cat([only_mine[:, :4], torch.zeros_like(only_mine[:, :1])], 1)
     assert float(surface_value(setup, vertices, frames, only_mine)[1]) == pytest.approx(0.1 - 0.09 * math.cos(math.radians(3.0)), abs=1e-5)
+    # Rows prepared once per search (as the optimizer does) choose the same rows and refuse
+    # vertices of another count per person.
+    from engine.losses.penetration import surface_rows
+
+    prepared = surface_rows(setup, candidates, count)
+    assert torch.equal(nearest_of_groups(setup, vertices, prepared), nearest_of_groups(setup, vertices, candidates))
+    with pytest.raises(ValueError, match="prepared for 24 vertices"):
+        surface_value(setup, vertices[:, :20], frames, prepared)
 
 
 def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_finds():
@@ -453,6 +461,14 @@ def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
     assert float(penetration_value(with_allowance, deeper, frames, own)[0]) == pytest.approx((0.01 / DEPTH_SCALE_M) ** 2, rel=1e-3)
     # Without the allowance the whole depth past the tolerance counts.
     assert float(penetration_value(setup, deeper, frames, own)[0]) == pytest.approx(((0.04 - TOLERANCE_M) / DEPTH_SCALE_M) ** 2, rel=1e-3)
+    # Rows prepared once per search (as the optimizer does) give the same value, and refuse
+    # vertices of another count per person, whose flattened rows they would misread.
+    from engine.losses.penetration import capsule_rows
+
+    prepared = capsule_rows(with_allowance, other, initial.shape[1])
+    assert float(penetration_value(with_allowance, initial, frames, prepared)[0]) == pytest.approx(other_cost, rel=1e-6)
+    with pytest.raises(ValueError, match="prepared for 1 vertices"):
+        penetration_value(with_allowance, initial.repeat(1, 2, 1), frames, prepared)
 
 
 def test_surface_self_test_counts_only_what_sinks_deeper_than_the_initial_pose():

@@ -400,13 +400,15 @@ class CapsuleRows:
     points: (K,) long rows into the flattened (N V', 3) posed needed vertices;
     capsules: (K,) long rows into the flattened (N C, 2, 3) posed capsule ends;
     radius, onset: (K,) metres; onset is the depth where the penalty starts (the tolerance,
-        plus the vertex's allowance in a capsule of its own person)."""
+        plus the vertex's allowance in a capsule of its own person);
+    count: V', the needed vertices per person the rows point into."""
 
     candidates: torch.Tensor
     points: torch.Tensor
     capsules: torch.Tensor
     radius: torch.Tensor
     onset: torch.Tensor
+    count: int
 
 
 def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) -> CapsuleRows:
@@ -422,6 +424,7 @@ def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) 
         capsules=person_c * len(setup.capsules.bones) + capsule,
         radius=setup.capsules.radius[capsule],
         onset=onset,
+        count=count,
     )
 
 
@@ -445,6 +448,7 @@ def penetration_value(
             deepest = depths.max()
             candidates = (depths > TOLERANCE_M).nonzero()
     rows = candidates if isinstance(candidates, CapsuleRows) else capsule_rows(setup, candidates, vertices.shape[1])
+    _check_count(rows.count, vertices)
     if rows.points.shape[0] == 0:
         return vertices.new_zeros(()), vertices.new_full((), -1.0) if deepest is None else deepest
     points = vertices.reshape(-1, 3).index_select(0, rows.points)  # (K, 3)
@@ -822,12 +826,14 @@ class SurfaceRows:
     layout: (G, B) long the rows of each group in their order, padded with K, so that the
         row nearest now is one arg-min along a row of it;
     onset: (K,) metres, the depth where the row's penalty starts (the tolerance, plus the
-        point's allowance below its own person's surface)."""
+        point's allowance below its own person's surface);
+    count: V', the needed vertices per person the rows point into."""
 
     candidates: torch.Tensor
     ends: torch.Tensor
     layout: torch.Tensor
     onset: torch.Tensor
+    count: int
 
 
 def surface_rows(setup: SurfaceSetup, candidates: torch.Tensor, count: int) -> SurfaceRows:
@@ -844,12 +850,20 @@ def surface_rows(setup: SurfaceSetup, candidates: torch.Tensor, count: int) -> S
         allowance = setup.self_allowance.to(onset.dtype)[person_a, point]
         onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
     ends = torch.stack([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]], dim=1)
-    return SurfaceRows(candidates=candidates, ends=ends, layout=layout, onset=onset)
+    return SurfaceRows(candidates=candidates, ends=ends, layout=layout, onset=onset, count=count)
+
+
+def _check_count(count: int, vertices: torch.Tensor) -> None:
+    """Prepared rows index flattened vertices: rows made for another vertex count would read
+    the wrong vertices without any error."""
+    if vertices.shape[1] != count:
+        raise ValueError(f"candidate rows were prepared for {count} vertices per person, got {vertices.shape[1]}")
 
 
 def _nearest_rows(rows: SurfaceRows, vertices: torch.Tensor) -> torch.Tensor:
     """(G,) the row of each group whose surface vertex is now nearest to its point (the first
     on a tie; non-finite vertices still choose)."""
+    _check_count(rows.count, vertices)
     with torch.no_grad():
         ends = vertices.detach().reshape(-1, 3).index_select(0, rows.ends.reshape(-1)).reshape(-1, 2, 3)
         gap = ends[:, 0] - ends[:, 1]
