@@ -414,10 +414,8 @@ class CapsuleRows:
 def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) -> CapsuleRows:
     """Prepare ``candidates`` (K, 4) for posed needed vertices of ``count`` (V') per person."""
     person_v, person_c, vertex, capsule = candidates.unbind(1)
-    onset = torch.full((len(candidates),), TOLERANCE_M, dtype=setup.capsules.radius.dtype)
-    if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(onset.dtype)[person_v, vertex, capsule]
-        onset = onset + torch.where(person_v == person_c, allowance, torch.zeros_like(allowance))
+    allowance = None if setup.self_allowance is None else setup.self_allowance[person_v, vertex, capsule]
+    onset = _onsets(TOLERANCE_M, allowance, person_v == person_c, setup.capsules.radius.dtype)
     return CapsuleRows(
         candidates=candidates,
         points=person_v * count + setup.vertex_slots[vertex],
@@ -426,6 +424,16 @@ def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) 
         onset=onset,
         count=count,
     )
+
+
+def _onsets(tolerance: float, allowance: torch.Tensor | None, same_person: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(K,) depth where each candidate row's penalty starts: the tolerance, plus the row's
+    self allowance (K,) where the row tests a person against their own body."""
+    onset = torch.full(same_person.shape, tolerance, dtype=dtype)
+    if allowance is None:
+        return onset
+    allowance = allowance.to(dtype)
+    return onset + torch.where(same_person, allowance, torch.zeros_like(allowance))
 
 
 def penetration_value(
@@ -748,14 +756,14 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
             blocks = self_forbidden.index_select(0, cluster_a[:within_body] * num_clusters + cluster_b[:within_body])
             squared[:within_body] += blocks
         nearest_sq = _min_over_middle(squared)  # (P, K point)
-        point_ids = members.index_select(0, cluster_a)  # (P, K)
+        pair_point_ids = members.index_select(0, cluster_a)  # (P, K)
         point_mask = member_mask.index_select(0, cluster_a)
         limit_sq = SURFACE_MAX_DISTANCE_M * SURFACE_MAX_DISTANCE_M
         valid = point_mask & (nearest_sq < limit_sq)
         # Each (point person, surface person, point) may be seen from several surface clusters:
         # keep the nearest.
         valid_pair, valid_point = valid.nonzero(as_tuple=True)
-        keys = (person_a * num_people + person_b)[valid_pair] * count + point_ids[valid_pair, valid_point]
+        keys = (person_a * num_people + person_b)[valid_pair] * count + pair_point_ids[valid_pair, valid_point]
         nearest_sq = nearest_sq[valid_pair, valid_point]
         best = torch.full((num_people * num_people * count,), math.inf, dtype=nearest_sq.dtype)
         best.scatter_reduce_(0, keys, nearest_sq, reduce="amin")
@@ -780,7 +788,7 @@ def surface_candidates(setup: SurfaceSetup, vertices: torch.Tensor, joint_frames
         group_of_key = torch.full((num_people * num_people * count,), -1, dtype=torch.long)
         group_of_key[kept_keys] = torch.arange(len(kept_keys))
         reach = (best[kept_keys].clamp(min=0.0).sqrt() + SURFACE_TRACK_BAND_M) ** 2  # (G,); rounding can make 0 negative
-        entry_keys = (person_a * num_people + person_b)[:, None] * count + members.index_select(0, cluster_a)  # (P, K)
+        entry_keys = (person_a * num_people + person_b)[:, None] * count + pair_point_ids  # (P, K)
         group = group_of_key[entry_keys].masked_fill(~point_mask, -1)
         # Only the few cluster pairs with a kept point are read again.
         pair = (group >= 0).any(dim=1).nonzero()[:, 0]
@@ -845,10 +853,8 @@ def surface_rows(setup: SurfaceSetup, candidates: torch.Tensor, count: int) -> S
     first = torch.cumsum(sizes, 0) - sizes  # rows are sorted by group
     layout = torch.full((groups, int(sizes.max()) if total else 0), total, dtype=torch.long)
     layout[group, torch.arange(total) - first[group]] = torch.arange(total)
-    onset = torch.full((total,), SURFACE_TOLERANCE_M, dtype=setup.rest_normals.dtype)
-    if setup.self_allowance is not None:
-        allowance = setup.self_allowance.to(onset.dtype)[person_a, point]
-        onset = onset + torch.where(person_a == person_b, allowance, torch.zeros_like(allowance))
+    allowance = None if setup.self_allowance is None else setup.self_allowance[person_a, point]
+    onset = _onsets(SURFACE_TOLERANCE_M, allowance, person_a == person_b, setup.rest_normals.dtype)
     ends = torch.stack([person_a * count + setup.slots[point], person_b * count + setup.slots[surface]], dim=1)
     return SurfaceRows(candidates=candidates, ends=ends, layout=layout, onset=onset, count=count)
 
@@ -893,8 +899,8 @@ def surface_value(
     if rows.candidates.shape[0] == 0:
         return vertices.new_zeros(()), vertices.new_full((), -1.0)
     chosen = _nearest_rows(rows, vertices)
-    surface_rows_chosen = rows.candidates.index_select(0, chosen)
-    normals = _posed_normals(setup, joint_frames, surface_rows_chosen[:, 1], surface_rows_chosen[:, 3]).to(vertices.dtype)
+    chosen_rows = rows.candidates.index_select(0, chosen)
+    normals = _posed_normals(setup, joint_frames, chosen_rows[:, 1], chosen_rows[:, 3]).to(vertices.dtype)
     ends = vertices.reshape(-1, 3).index_select(0, rows.ends.index_select(0, chosen).reshape(-1)).reshape(-1, 2, 3)
     onset = rows.onset.index_select(0, chosen).to(vertices.dtype)
     return _SurfacePenalty.apply(ends, normals, onset)
