@@ -63,7 +63,7 @@ so that the ratio compares two implementations of one loss, not two losses.
 Printed per case and overall: contact distance before/after (the largest of the case's
 ground-truth contact pairs, full region vertex sets), MPJPE to the ground truth before/after
 (body joints, world frame, mm), maximum body penetration after (mm, mesh-based: see
-engine.metrics.max_penetration_depth; between the two people, or between the contact regions
+engine.refine.metrics.max_penetration_depth; between the two people, or between the contact regions
 of one person), how deep the body sits below the floor plane before and after (reported on
 its own: the floor is a contact target, not a body), iterations per stage, wall time of the refinement and
 the naive speed ratio; then the targets of issue 4 with pass/fail and the peak memory
@@ -98,15 +98,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.body import load_body  # noqa: E402
-from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
-from engine.losses import LOSS_TERMS  # noqa: E402
-from engine.losses.geometry import axis_angle_to_matrix  # noqa: E402
-from engine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
-from engine.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
-from engine.optimizer import OptimizationVariables, OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine, stopped_falling  # noqa: E402
-from engine.problem import LMM_SATURATION_M, BodyStatics, PersonOptions, build_problem  # noqa: E402
-from engine.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
-from engine.regions import GROUND, composite_members  # noqa: E402
+from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
+from engine.refine.losses import LOSS_TERMS  # noqa: E402
+from engine.refine.losses.geometry import axis_angle_to_matrix  # noqa: E402
+from engine.refine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
+from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
+from engine.refine.optimizer import OptimizationVariables, OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine, stopped_falling  # noqa: E402
+from engine.refine.problem import LMM_SATURATION_M, BodyStatics, PersonOptions, build_problem  # noqa: E402
+from engine.body.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
+from engine.body.regions import GROUND, composite_members  # noqa: E402
 
 NUM_SAMPLES = 20
 FLOOR = 0.0
@@ -441,7 +441,7 @@ def floor_depth(out) -> float:
 
 def penetration_after(body, regions, case: Case, out) -> float:
     """Deepest body-into-body penetration (metres): between the two people, or for one person
-    between the case's contact regions (engine.metrics.max_penetration_depth both ways).
+    between the case's contact regions (engine.refine.metrics.max_penetration_depth both ways).
     The floor is reported on its own (floor_depth)."""
     vertices = out.vertices.numpy()
     faces = body.faces
@@ -609,7 +609,7 @@ def naive_draw(regions, rng: random.Random) -> Callable[[str], list[int]]:
 
 
 def naive_contact(objective: ContactObjective, draw: Callable[[str], list[int]], vertices: torch.Tensor, floor: float) -> torch.Tensor:
-    """The engine's contact loss (engine.losses.contact: min over options of the sum over rows
+    """The engine's contact loss (engine.refine.losses.contact: min over options of the sum over rows
     of the min over alternatives, an LMM row's distance saturated as rho(d)) in the research
     code's scheme: vertices drawn by ``draw`` at every call, one cdist per pair in a Python
     loop, one expression per term built from scratch. vertices: (N, V, 3) the full meshes."""

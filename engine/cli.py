@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
+
+from engine.commands.events import emit
+from engine.errors import EngineError
 
 COMMANDS: tuple[str, ...] = ("regions", "rig", "info", "contacts", "refine")
 
 
-class EngineError(Exception):
-    """An error with a message meant for the user (no traceback is shown)."""
-
-
 def _command_module(command: str):
     return importlib.import_module(f"engine.commands.{command}")
-
-
-def emit(event: str, **fields) -> None:
-    """One JSON line on stdout, flushed at once (the add-on reads them as they come)."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
 
 
 def _top_level_parser(with_help_texts: bool) -> argparse.ArgumentParser:

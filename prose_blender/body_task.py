@@ -8,22 +8,8 @@ from pathlib import Path
 
 from .bodies import build_body
 from .rig import Rig, load_rig
-from .settings import EngineSettings, ProseError, bpy_path_abs
+from .settings import EngineSettings, ProseError, bpy_path_abs, smplx_model_file
 from .tasks import EngineTask, Message
-
-
-def smplx_model_file(settings: EngineSettings, gender: str) -> Path:
-    """The SMPL-X model file of the preferences' folder for ``gender`` (or the file itself)."""
-    if not settings.smplx_model_folder:
-        raise ProseError("SMPL-X needs your licensed model file: set the SMPL-X model folder in the ProsePose preferences")
-    location = Path(bpy_path_abs(settings.smplx_model_folder))
-    if location.is_file():
-        return location
-    for suffix in (".npz", ".pkl"):
-        candidate = location / f"SMPLX_{gender.upper()}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise ProseError(f"No SMPLX_{gender.upper()}.npz or .pkl in {location}: check the SMPL-X model folder in the preferences")
 
 
 class AddBodyTask(EngineTask):

@@ -79,3 +79,17 @@ def bpy_path_abs(path: str) -> str:
 
         return bpy.path.abspath(path)
     return os.path.expanduser(path)
+
+
+def smplx_model_file(settings: EngineSettings, gender: str) -> Path:
+    """The SMPL-X model file of the preferences' folder for ``gender`` (or the file itself)."""
+    if not settings.smplx_model_folder:
+        raise ProseError("SMPL-X needs your licensed model file: set the SMPL-X model folder in the ProsePose preferences")
+    location = Path(bpy_path_abs(settings.smplx_model_folder))
+    if location.is_file():
+        return location
+    for suffix in (".npz", ".pkl"):
+        candidate = location / f"SMPLX_{gender.upper()}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ProseError(f"No SMPLX_{gender.upper()}.npz or .pkl in {location}: check the SMPL-X model folder in the preferences")

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import runtime
 from .addon import ADDON_ROOT, ENGINE_REQUIREMENTS
 from .engine_process import EngineProcess
-from .settings import EngineSettings, ProseError
+from .settings import EngineSettings, ProseError, smplx_model_file
 
 
 class TaskState(enum.Enum):
@@ -202,8 +202,6 @@ class CheckEngineTask(EngineTask):
     def commands(self):
         argv = ["info"]
         if self.settings.smplx_model_folder:
-            from .body_task import smplx_model_file
-
             try:
                 argv += ["--model-file", str(smplx_model_file(self.settings, "NEUTRAL"))]
             except ProseError as error:

@@ -1,4 +1,4 @@
-"""The job the add-on writes from a scene is one the engine reads (engine/job.py and
+"""The job the add-on writes from a scene is one the engine reads (engine/refine/job.py and
 schemas/job.schema.json), carries the pose at the requested frame and the artist's choices."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from support.blender_helpers import enabled_addon  # noqa: F401
 
 
 def test_job_from_scene_is_valid_and_carries_poses_and_contacts(enabled_addon, tmp_path):
-    from engine.job import Job
+    from engine.refine.job import Job
     from prosepose.operators.refine import refine_request
     from prosepose.prose_blender.preferences import engine_settings
     from prosepose.prose_blender.refine import build_job

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from engine.body import load_body
-from engine.region_map import SUBSAMPLE_SIZE, body_regions, region_cache_path, rest_geometry
-from engine.regions import MESH_REGIONS, REGION_BASES, composite_members, mirror_region, split_region
+from engine.body.region_map import SUBSAMPLE_SIZE, body_regions, region_cache_path, rest_geometry
+from engine.body.regions import MESH_REGIONS, REGION_BASES, composite_members, mirror_region, split_region
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

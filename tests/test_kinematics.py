@@ -17,7 +17,7 @@ from engine.body.kinematics import (
     skin_vertices,
     skinning_matrix,
 )
-from engine.losses.geometry import axis_angle_to_matrix
+from engine.refine.losses.geometry import axis_angle_to_matrix
 
 PARENTS = (-1, 0, 1, 2, 1, 4, 5, 0, 7, 8, 9, 2)
 VERTICES = 40
@@ -116,7 +116,7 @@ def test_pose_and_skin_needs_a_way_to_skin():
 def test_rotate_by_axis_angle_matches_rodrigues_in_value_and_gradient(scale):
     """The optimizer's rotation offsets go through one autograd node with the SO(3) right
     Jacobian; small angles (the common case) use its series, large ones the closed form."""
-    from engine.losses.geometry import rotate_by_axis_angle
+    from engine.refine.losses.geometry import rotate_by_axis_angle
 
     generator = torch.Generator().manual_seed(1)
     offsets = (scale * torch.randn(64, 3, generator=generator, dtype=torch.float64)).requires_grad_(True)

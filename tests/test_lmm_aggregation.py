@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from engine.constraints import (
+from engine.contacts.constraints import (
     CellPart,
     ParsedCell,
     ParsedRow,
@@ -19,9 +19,9 @@ from engine.constraints import (
     sample_options,
     summarize,
 )
-from engine.contacts_file import ContactsFile, TokenUsage
-from engine.objective import RegionPair
-from engine.regions import GROUND, REGION_BASES
+from engine.contacts.file import ContactsFile, TokenUsage
+from engine.contacts.objective import RegionPair
+from engine.body.regions import GROUND, REGION_BASES
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas/contacts.schema.json").read_text())
 
@@ -234,7 +234,7 @@ def test_parsed_sample_round_trip_and_contacts_file_schema(tmp_path):
 
 
 def loss(objective, distance) -> float:
-    """The objective's value (engine.objective's formula) for a table of pair distances."""
+    """The objective's value (engine.contacts.objective's formula) for a table of pair distances."""
     return sum(
         term.weight
         * min(sum(min(distance(pair) for pair in row) for row in option) for option in term.options)

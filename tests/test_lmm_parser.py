@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.constraints import MAX_OPTIONS_PER_TERM, ParsedSample, sample_options
+from engine.contacts.constraints import MAX_OPTIONS_PER_TERM, ParsedSample, sample_options
 from engine.lmm.parser import parse_response
-from engine.regions import GROUND, REGION_BASES
+from engine.body.regions import GROUND, REGION_BASES
 from tests.data.lmm_responses import CASES
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 from engine.lmm.image import ImageError, encode_image, parse_box
 from engine.lmm.parser import parse_response
 from engine.lmm.prompts import build_prompt
-from engine.regions import ONE_PERSON_PARTS, TWO_PERSON_PARTS
+from engine.body.regions import ONE_PERSON_PARTS, TWO_PERSON_PARTS
 
 
 @pytest.mark.parametrize("num_people, parts", [(1, ONE_PERSON_PARTS), (2, TWO_PERSON_PARTS)])

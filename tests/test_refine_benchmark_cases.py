@@ -172,9 +172,9 @@ def test_naive_loss_is_the_engines_contact_loss(bench, body):
     engine's contact value; its own draws are fresh, per member as many as that subsample."""
     import random
 
-    from engine.losses.contact import contact_value
-    from engine.optimizer import PeopleState
-    from engine.problem import BodyStatics, PersonOptions, build_problem
+    from engine.refine.losses.contact import contact_value
+    from engine.refine.optimizer import PeopleState
+    from engine.refine.problem import BodyStatics, PersonOptions, build_problem
 
     case = one_case(bench, "hug")
     objective = bench.objective_from_samples(bench.lmm_samples(case, random.Random(1)), case.num_people)

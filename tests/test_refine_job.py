@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from conftest import REPO_ROOT
-from engine.job import (
+from engine.refine.job import (
     ConstraintDistance,
     FrameResult,
     Job,

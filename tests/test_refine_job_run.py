@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample
-from engine.job import Job
-from engine.refine_job import JobError, run_job
+from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample
+from engine.refine.job import Job
+from engine.refine.run import JobError, run_job
 from support.synthetic_body import SyntheticBody
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples
-from engine.losses import LOSS_TERMS, get_term
-from engine.losses.contact import build_contact_index, contact_value, pair_distances, term_values
-from engine.objective import ContactObjective, ContactTerm, RegionPair
-from engine.regions import composite_members
+from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples
+from engine.refine.losses import LOSS_TERMS, get_term
+from engine.refine.losses.contact import build_contact_index, contact_value, pair_distances, term_values
+from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair
+from engine.body.regions import composite_members
 
 # One vertex layout for every person: vertex ids of each elementary region.
 LAYOUT = {
@@ -205,7 +205,7 @@ def test_registry_raises_on_unknown_names():
 
 
 def _inputs(setup, joints=None, rotations=None):
-    from engine.losses import LossInputs
+    from engine.refine.losses import LossInputs
 
     n = 1
     joints = torch.zeros(n, 2, 3) if joints is None else joints
@@ -223,7 +223,7 @@ def _inputs(setup, joints=None, rotations=None):
 
 
 def _setup(**changes):
-    from engine.losses import LossSetup
+    from engine.refine.losses import LossSetup
 
     index = build_contact_index(ContactObjective(()), HandRegions(), [np.arange(NUM_VERTICES)])
     base = dict(
@@ -239,7 +239,7 @@ def _setup(**changes):
 
 
 def test_keypoint_term_reprojects_through_the_pinhole_camera():
-    from engine.losses.terms import KeypointSetup
+    from engine.refine.losses.terms import KeypointSetup
 
     # Camera at the origin looking along +z: a joint at (0.2, -0.1, 2) projects to
     # (cx + f * 0.1, cy - f * 0.05) = (600, 450) with f = 1000, (cx, cy) = (500, 500).
@@ -256,7 +256,7 @@ def test_keypoint_term_reprojects_through_the_pinhole_camera():
 
 
 def test_joint_limit_term_penalises_only_the_excess_angle():
-    from engine.losses.geometry import axis_angle_to_matrix
+    from engine.refine.losses.geometry import axis_angle_to_matrix
 
     rotations = axis_angle_to_matrix(torch.tensor([[[0.0, 0.0, 2.5], [0.0, math.radians(100.0), 0.0]]]))
     value = get_term("joint_limits")(_inputs(_setup(), rotations=rotations))["joint_limits"]
@@ -280,7 +280,7 @@ def test_lmm_rows_saturate_and_artist_rows_stay_plain():
 
 
 def test_surface_test_finds_a_point_sunk_below_the_other_body():
-    from engine.losses.penetration import SURFACE_TOLERANCE_M, SurfaceSetup, surface_candidates, surface_value
+    from engine.refine.losses.penetration import SURFACE_TOLERANCE_M, SurfaceSetup, surface_candidates, surface_value
 
     # Person 2's sample: a flat patch facing +z; person 1's one point 2 cm below its centre.
     grid = torch.tensor([[x, y, 0.0] for x in (-0.01, 0.0, 0.01) for y in (-0.01, 0.0, 0.01)])
@@ -309,7 +309,7 @@ def test_surface_test_finds_a_point_sunk_below_the_other_body():
 def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_searches():
     import math
 
-    from engine.losses.penetration import SurfaceSetup, nearest_of_groups, surface_candidates, surface_value
+    from engine.refine.losses.penetration import SurfaceSetup, nearest_of_groups, surface_candidates, surface_value
 
     # Person 2's sample: 24 vertices on a circle of radius 10 cm (3.9 cm apart) with outward
     # normals; person 1's first vertex sits 1 cm inside, by the vertex at angle 0, the others far.
@@ -347,7 +347,7 @@ def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_
     assert float(surface_value(setup, vertices, frames, only_mine)[1]) == pytest.approx(0.1 - 0.09 * math.cos(math.radians(3.0)), abs=1e-5)
     # Rows prepared once per search (as the optimizer does) choose the same rows and refuse
     # vertices of another count per person.
-    from engine.losses.penetration import surface_rows
+    from engine.refine.losses.penetration import surface_rows
 
     prepared = surface_rows(setup, candidates, count)
     assert torch.equal(nearest_of_groups(setup, vertices, prepared), nearest_of_groups(setup, vertices, candidates))
@@ -356,7 +356,7 @@ def test_surface_test_follows_a_point_sliding_to_another_surface_vertex_between_
 
 
 def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_finds():
-    from engine.losses.penetration import SurfaceSetup, surface_candidates, surface_clusters
+    from engine.refine.losses.penetration import SurfaceSetup, surface_candidates, surface_clusters
 
     generator = torch.Generator().manual_seed(3)
     count = 400
@@ -384,8 +384,8 @@ def test_surface_search_by_clusters_finds_exactly_what_comparing_every_vertex_fi
 def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back():
     from support.synthetic_body import SyntheticBody
 
-    from engine.problem import BodyStatics, PersonOptions, build_problem, contact_capsule_exemptions
-    from engine.optimizer import PeopleState
+    from engine.refine.problem import BodyStatics, PersonOptions, build_problem, contact_capsule_exemptions
+    from engine.refine.optimizer import PeopleState
 
     body = SyntheticBody()
     statics = BodyStatics(body, body.default_shape())
@@ -417,7 +417,7 @@ def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back(
 
 
 def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
-    from engine.losses.penetration import (
+    from engine.refine.losses.penetration import (
         TOLERANCE_M,
         DEPTH_SCALE_M,
         Capsules,
@@ -463,7 +463,7 @@ def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
     assert float(penetration_value(setup, deeper, frames, own)[0]) == pytest.approx(((0.04 - TOLERANCE_M) / DEPTH_SCALE_M) ** 2, rel=1e-3)
     # Rows prepared once per search (as the optimizer does) give the same value, and refuse
     # vertices of another count per person, whose flattened rows they would misread.
-    from engine.losses.penetration import capsule_rows
+    from engine.refine.losses.penetration import capsule_rows
 
     prepared = capsule_rows(with_allowance, other, initial.shape[1])
     assert float(penetration_value(with_allowance, initial, frames, prepared)[0]) == pytest.approx(other_cost, rel=1e-6)
@@ -472,7 +472,7 @@ def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
 
 
 def test_surface_self_test_counts_only_what_sinks_deeper_than_the_initial_pose():
-    from engine.losses.penetration import (
+    from engine.refine.losses.penetration import (
         DEPTH_SCALE_M,
         SURFACE_TOLERANCE_M,
         SurfaceSetup,
@@ -516,7 +516,7 @@ def test_contact_value_and_gradient_equal_the_weighted_term_values():
     """contact_value decides the counting option and alternatives without gradient and sums
     the chosen pair distances; value and gradient must be those of the min/sum/min objective,
     for plain and saturated (LMM) terms alike."""
-    from engine.losses.contact import saturate
+    from engine.refine.losses.contact import saturate
 
     generator = torch.Generator().manual_seed(5)
     vertices = torch.rand(2, NUM_VERTICES, 3, generator=generator)
@@ -547,7 +547,7 @@ def test_contact_value_and_gradient_equal_the_weighted_term_values():
 def test_penetration_penalties_match_their_formulas_in_value_and_gradient():
     """The capsule and surface penalties are single autograd nodes with a hand-written
     backward; they must give what the formulas give through plain torch operations."""
-    from engine.losses.penetration import DEPTH_SCALE_M, _CapsulePenalty, _paired_depth, _SurfacePenalty
+    from engine.refine.losses.penetration import DEPTH_SCALE_M, _CapsulePenalty, _paired_depth, _SurfacePenalty
 
     generator = torch.Generator().manual_seed(11)
     count = 200

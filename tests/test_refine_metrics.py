@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.losses.contact import build_contact_index
-from engine.metrics import (
+from engine.refine.losses.contact import build_contact_index
+from engine.refine.metrics import (
     PCC_RADII_M,
     constraint_distances,
     joint_pa_mpjpe,
@@ -17,7 +17,7 @@ from engine.metrics import (
     pcc,
     vertex_normals,
 )
-from engine.objective import ContactObjective, ContactTerm, RegionPair
+from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair
 
 
 def test_mpjpe_is_the_mean_joint_distance():

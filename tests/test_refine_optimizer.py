@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from engine.losses import evaluate
-from engine.objective import ContactObjective, ContactTerm, RegionPair
-from engine.optimizer import (
+from engine.refine.losses import evaluate
+from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair
+from engine.refine.optimizer import (
     OptimizationVariables,
     OptimizerConfig,
     PeopleState,
@@ -20,7 +20,7 @@ from engine.optimizer import (
     refine,
     stopped_falling,
 )
-from engine.problem import BodyStatics, PersonOptions, build_problem
+from engine.refine.problem import BodyStatics, PersonOptions, build_problem
 from support.synthetic_body import SyntheticBody
 
 
@@ -166,7 +166,7 @@ def test_step_scale_follows_the_stay_close_stiffness(body, statics):
 
 
 def test_candidate_search_follows_the_motion_of_the_vertices(body, statics, monkeypatch):
-    import engine.optimizer as optimizer_module
+    import engine.refine.optimizer as optimizer_module
 
     searches: list[int] = []
     real_search = optimizer_module.penetration_candidates
@@ -221,7 +221,7 @@ def test_rotation_scale_needs_one_positive_value_per_stage():
 def test_supporting_stiffness_is_what_a_joint_carries_when_its_subtree_stands():
     import numpy as np
 
-    from engine.problem import SUBTREE_SHARE_UNIT, subtree_stiffness, supporting_stiffness
+    from engine.refine.problem import SUBTREE_SHARE_UNIT, subtree_stiffness, supporting_stiffness
 
     # A chain root -> thigh -> foot holding half, 30% and 20% of the skinning weight.
     skinning = np.array([[1.0, 0.0, 0.0]] * 5 + [[0.0, 1.0, 0.0]] * 3 + [[0.0, 0.0, 1.0]] * 2)
@@ -231,8 +231,8 @@ def test_supporting_stiffness_is_what_a_joint_carries_when_its_subtree_stands():
 
 
 def test_a_leg_standing_on_the_floor_is_held_as_hard_as_what_it_carries(body, statics):
-    from engine.constraints import objective_from_samples
-    from engine.problem import standing_leg_joints
+    from engine.contacts.constraints import objective_from_samples
+    from engine.refine.problem import standing_leg_joints
 
     one = PeopleState(torch.eye(3).repeat(1, len(body.joint_names), 1, 1), torch.zeros(1, 3), torch.zeros(1, 2))
     hand_on_head = ContactObjective((ContactTerm((((RegionPair(0, "right_hand", 0, "head"),),),), 1.0, "artist", "x"),))
@@ -259,7 +259,7 @@ def test_a_leg_standing_on_the_floor_is_held_as_hard_as_what_it_carries(body, st
     assert torch.allclose(artist[left_leg], held[left_leg])
     # ... but the LMM's unsided "foot on leg" can be either foot: both stay held, and the
     # minimum over the alternatives takes the foot that is free to move.
-    from engine.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample
+    from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample
 
     row = ParsedRow(ParsedCell((CellPart("foot"),)), ParsedCell((CellPart("leg"),)))
     lmm = objective_from_samples([ParsedSample((row,))] * 20, 1)

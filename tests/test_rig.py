@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.rig import RIG_SCHEMA_VERSION, RigError, read_rig, write_rig
+from engine.body.rig import RIG_SCHEMA_VERSION, RigError, read_rig, write_rig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

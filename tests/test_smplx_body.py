@@ -121,7 +121,7 @@ def test_bad_model_file_gives_one_json_error_line(tmp_path, problem):
 
 
 def test_rig_command_on_a_good_file(smplx_model_file, tmp_path):
-    from engine.rig import read_rig
+    from engine.body.rig import read_rig
 
     result = _run_rig_command(smplx_model_file, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

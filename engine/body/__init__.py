@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.body.base import BodyModel, BodyOutput
-from engine.body.errors import BodyModelError
+from engine.errors import BodyModelError
 
 BODY_KINDS: tuple[str, ...] = ("anny", "smplx")
 

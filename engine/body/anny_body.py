@@ -16,7 +16,7 @@ reference orientations: each joint's local rotation is a rotation in its own res
 Rest frames: Anny's rest orientations (a Procrustes fit aimed at each bone's tail) are
 orthonormal with their Y axis within a few degrees of the head -> child direction; they are used
 as they are, so a Blender bone built with ``edit_bone.matrix = rest_frame`` has exactly this
-frame, its tail lying on the frame's Y axis (see ``engine.rig.bone_tails``). The root's rest
+frame, its tail lying on the frame's Y axis (see ``engine.body.rig.bone_tails``). The root's rest
 orientation is the identity (it is in Anny's data; the code enforces it), so the root translation
 is the same vector in the model frame and in the root bone's frame.
 """

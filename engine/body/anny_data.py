@@ -1,5 +1,5 @@
 """Plain data for the Anny body: which skin group each bone's vertices belong to, and the
-landmark joints the region geometry is measured from (see ``engine.region_map``)."""
+landmark joints the region geometry is measured from (see ``engine.body.region_map``)."""
 
 from __future__ import annotations
 

@@ -107,5 +107,5 @@ class BodyModel(abc.ABC):
             used, without gradient, instead of ``shape``'s (rest positions and vertices still
             follow ``shape``). Bodies whose rest orientations do not depend on the shape
             ignore it. The optimizer's shape stage holds the orientations at the stage's
-            starting shape (see ``engine.optimizer.OptimizerConfig.hold_rest_orientations``).
+            starting shape (see ``engine.refine.optimizer.OptimizerConfig.hold_rest_orientations``).
         """

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from engine.body.base import BodyModel, BodyOutput
-from engine.body.errors import BodyModelError
+from engine.errors import BodyModelError
 from engine.body.kinematics import (
     KinematicTree,
     RestCache,

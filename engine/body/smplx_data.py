@@ -1,5 +1,5 @@
 """Plain data for SMPL-X: the 55 joint names in the model's order, the kinematic tree, and
-the region rules (skin group of each joint, landmark joints for ``engine.region_map``)."""
+the region rules (skin group of each joint, landmark joints for ``engine.body.region_map``)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.cli import EngineError, emit
+from engine.commands.events import emit
+from engine.errors import EngineError
 
 NAME = "contacts"
 HELP = "Ask a multimodal model which body parts touch in an image; write a contacts file."
@@ -77,8 +78,8 @@ def _api_key(env_name: str, base_url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.constraints import objective_from_samples, summarize
-    from engine.contacts_file import ContactsFile
+    from engine.contacts.constraints import objective_from_samples, summarize
+    from engine.contacts.file import ContactsFile
     from engine.lmm.cache import ResponseCache, cache_key, default_cache_dir
     from engine.lmm.client import ClientSettings, LmmError, SamplingRequest, sample_responses
     from engine.lmm.image import ImageError, encode_image, parse_box

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from engine.cli import emit
+from engine.commands.events import emit
 
 NAME = "info"
 HELP = "print one JSON line: engine version, Python, torch, available body models"

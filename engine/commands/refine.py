@@ -15,7 +15,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-from engine.cli import EngineError, emit
+from engine.commands.events import emit
+from engine.errors import EngineError
 
 NAME = "refine"
 HELP = "refine the poses of a job file for contact and write a result file"
@@ -38,7 +39,7 @@ class _StopFlag:
 
 
 def _read_job(path: Path):
-    from engine.job import Job, JobFormatError
+    from engine.refine.job import Job, JobFormatError
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -93,9 +94,9 @@ def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
     import torch
 
     from engine.body import BodyModelError, load_body
-    from engine.optimizer import RefinementStopped
-    from engine.refine_job import FrameProgress, JobError, run_job
-    from engine.region_map import body_regions
+    from engine.refine.optimizer import RefinementStopped
+    from engine.refine.run import FrameProgress, JobError, run_job
+    from engine.body.region_map import body_regions
 
     # One thread: the refinement's tensors are small (a few thousand vertices, a hundred
     # joints), so threads mostly add synchronisation, and when the cores are busy (Blender

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli import EngineError, emit
+from engine.commands.events import emit
+from engine.errors import EngineError
 from engine.commands._body_args import add_body_arguments
 
 NAME = "regions"
@@ -18,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.body import load_body
-    from engine.region_map import body_regions, rest_geometry
-    from engine.region_picture import draw_regions
+    from engine.body.region_map import body_regions, rest_geometry
+    from engine.body.region_picture import draw_regions
 
     body = load_body(args.body, args.model_file)
     regions = body_regions(body)

@@ -7,7 +7,8 @@ import argparse
 
 import torch
 
-from engine.cli import EngineError, emit
+from engine.commands.events import emit
+from engine.errors import EngineError
 from engine.commands._body_args import add_body_arguments
 
 NAME = "rig"
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.body import load_body
-    from engine.rig import build_rig, write_rig
+    from engine.body.rig import build_rig, write_rig
 
     body = load_body(args.body, args.model_file)
     shape = body.default_shape()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from engine.contacts_file import TokenUsage
+from engine.contacts.file import TokenUsage
 from engine.lmm.client import SamplingRequest
 
 CACHE_VERSION = 1

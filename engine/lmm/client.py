@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import openai
 
-from engine.contacts_file import TokenUsage
+from engine.contacts.file import TokenUsage
 from engine.lmm import DEFAULT_BASE_URL, DEFAULT_MODEL
 from engine.lmm.prompts import Prompt
 

@@ -1,7 +1,7 @@
-"""From an LMM response's text to a :class:`engine.constraints.ParsedSample`.
+"""From an LMM response's text to a :class:`engine.contacts.constraints.ParsedSample`.
 
 The response is data: it is split into lines and cells and looked up in the vocabulary of
-``engine.regions``; nothing in it is ever executed or evaluated.
+``engine.body.regions``; nothing in it is ever executed or evaluated.
 
 What it copes with: reasoning before (and a sentence after) the table, code fences, quoted
 blocks, missing outer pipes, bold/italic/backticked/quoted cells, header variants
@@ -10,7 +10,7 @@ alignment rows, extra columns (an index, notes, confidence: the two part columns
 header and by how many of their cells are parts), several tables (the last complete one wins:
 a table cut off by the token limit is not complete), "None"/"N/A"/empty rows, plurals
 ("hands" = both hands), alternatives ("back, waist", "back / waist", "back or waist"),
-explicit sides ("left hand"), synonyms and finer words (``engine.regions.SYNONYMS``),
+explicit sides ("left hand"), synonyms and finer words (``engine.body.regions.SYNONYMS``),
 "floor" for the ground, possessives ("Person 1's hand"), parenthetical remarks
 ("hand (palm)"), and garbage. Every row that cannot be used is kept with the reason.
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.constraints import CellPart, DroppedRow, ParsedCell, ParsedRow, ParsedSample
+from engine.contacts.constraints import CellPart, DroppedRow, ParsedCell, ParsedRow, ParsedSample
 from engine.lmm.words import FILLER_WORDS, NONE_CELLS, PLURAL_NOT_BOTH_SIDES
-from engine.regions import ALL_PARTS, GROUND, PART_TO_BASE, REGION_BASES, SYNONYMS
+from engine.body.regions import ALL_PARTS, GROUND, PART_TO_BASE, REGION_BASES, SYNONYMS
 
 # Longer texts are cut: no model writes a contact table this long, and the parser must stay
 # fast on anything.

@@ -1,5 +1,5 @@
 """The prompts: a system message asking for reasoning first and then a two-column Markdown
-table of touching parts, built from the vocabulary in ``engine.regions``.
+table of touching parts, built from the vocabulary in ``engine.body.regions``.
 
 A prompt's ``prompt_id`` names its wording; change the id whenever the text changes so cached
 responses and contacts files say which wording produced them."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.regions import GROUND, ONE_PERSON_PARTS, PART_TO_BASE, REGION_BASES, TWO_PERSON_PARTS
+from engine.body.regions import GROUND, ONE_PERSON_PARTS, PART_TO_BASE, REGION_BASES, TWO_PERSON_PARTS
 
 
 @dataclass(frozen=True)

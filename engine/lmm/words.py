@@ -1,5 +1,5 @@
 """Word lists of the table parser (``engine.lmm.parser``). Body-part words themselves live in
-``engine.regions`` (parts and ``SYNONYMS``); these are the words around them."""
+``engine.body.regions`` (parts and ``SYNONYMS``); these are the words around them."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from engine.body.base import BodyModel, BodyOutput
-from engine.regions import MESH_REGIONS, composite_members
+from engine.body.regions import MESH_REGIONS, composite_members
 
 # name, parent, rest position (m), tube end offset from the joint (to its child), tube radius
 _JOINTS: tuple[tuple[str, int, tuple[float, float, float], tuple[float, float, float], float], ...] = (

@@ -1,8 +1,8 @@
 """Loss terms of the refinement, in one registry.
 
-``LOSS_TERMS`` maps each weight name of the job (``engine.job.WEIGHT_NAMES``) to a small
+``LOSS_TERMS`` maps each weight name of the job (``engine.refine.job.WEIGHT_NAMES``) to a small
 typed function ``(LossInputs) -> dict[str, Tensor]``; :func:`get_term` raises on an unknown
-name. See ``engine.losses.terms`` for each term and ``engine.losses.contact`` for the fast
+name. See ``engine.refine.losses.terms`` for each term and ``engine.refine.losses.contact`` for the fast
 contact objective.
 """
 
@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from engine.losses.terms import (
+from engine.refine.losses.terms import (
     LossInputs,
     LossSetup,
     contact_term,

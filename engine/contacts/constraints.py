@@ -3,7 +3,7 @@
 Types (all frozen, all with ``to_dict``/``from_dict``; the refine job embeds parsed samples in
 exactly this dict form):
 
-* :class:`CellPart`: one alternative of a table cell: a region base from ``engine.regions``
+* :class:`CellPart`: one alternative of a table cell: a region base from ``engine.body.regions``
   (or ``"ground"``), an explicit side when the model wrote one, and ``both_sides`` for a plural
   ("hands" = both hands).
 * :class:`ParsedCell`: the alternatives a cell lists ("back, waist" -> two parts); the row is
@@ -25,8 +25,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-from engine.objective import ContactObjective, ContactTerm, Option, RegionPair, Row
-from engine.regions import (
+from engine.contacts.objective import ContactObjective, ContactTerm, Option, RegionPair, Row
+from engine.body.regions import (
     GROUND,
     MESH_REGIONS,
     REGION_BASES,
@@ -56,7 +56,7 @@ def _check_keys(kind: str, data: Any, required: Iterable[str]) -> None:
 
 @dataclass(frozen=True, order=True)
 class CellPart:
-    """One part a cell names: ``base`` is a key of ``engine.regions.REGION_BASES`` or
+    """One part a cell names: ``base`` is a key of ``engine.body.regions.REGION_BASES`` or
     ``"ground"``; ``side`` is set only when the model wrote it ("left hand"); ``both_sides``
     marks a plural of a sided base ("hands")."""
 

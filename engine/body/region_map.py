@@ -1,6 +1,6 @@
 """Body-part regions on a body model's mesh, derived from its skinning weights and geometry.
 
-Every elementary region of ``engine.regions.ELEMENTARY_REGIONS`` gets a vertex set; composite
+Every elementary region of ``engine.body.regions.ELEMENTARY_REGIONS`` gets a vertex set; composite
 regions ("waist", "left_shoulder") are unions of their members. The derivation:
 
 1. Each vertex joins the *skin group* (head, neck, torso, shoulder, arm, hand, leg, foot) whose
@@ -38,7 +38,7 @@ import torch
 
 from engine.body.base import BodyModel
 from engine.cache import cache_dir
-from engine.regions import ELEMENTARY_REGIONS, MESH_REGIONS, composite_members
+from engine.body.regions import ELEMENTARY_REGIONS, MESH_REGIONS, composite_members
 
 # Bump when the derivation changes: it is part of the cache key.
 REGION_RULES_VERSION = 1

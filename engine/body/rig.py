@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.cli import EngineError
+from engine.errors import EngineError
 
 RIG_SCHEMA_VERSION = 1
 
@@ -37,7 +37,7 @@ class Rig:
     faces: (F, 3) int32.
     weight_vertex, weight_joint: (N,) int32; weight_value: (N,) float32 (non-zero weights).
     shape: (S,) float32; shape_names: (S,) str.
-    region_names: (R,) str (every name of ``engine.regions.MESH_REGIONS``);
+    region_names: (R,) str (every name of ``engine.body.regions.MESH_REGIONS``);
     region_offsets: (R + 1,) int64; region_vertex_ids: (region_offsets[-1],) int32, the vertex
         set of region r being ``region_vertex_ids[region_offsets[r]:region_offsets[r + 1]]``.
     """
@@ -156,10 +156,10 @@ def bone_tails(frames: np.ndarray, parents: tuple[int, ...] | np.ndarray) -> np.
 
 def build_rig(body, shape: torch.Tensor | None = None, regions=None) -> Rig:
     """The rig of ``body`` (an ``engine.body.BodyModel``) for ``shape`` (S,) (default: the
-    body's default shape); ``regions``: its ``engine.region_map.BodyRegions`` (derived when
+    body's default shape); ``regions``: its ``engine.body.region_map.BodyRegions`` (derived when
     omitted)."""
-    from engine.region_map import body_regions
-    from engine.regions import MESH_REGIONS
+    from engine.body.region_map import body_regions
+    from engine.body.regions import MESH_REGIONS
 
     if shape is None:
         shape = body.default_shape()

@@ -1,7 +1,7 @@
 """The contact objective: what the contact loss needs, independent of where it came from.
 
-Aggregation of LMM samples (``engine/constraints.py``) and explicit artist constraints both
-produce a :class:`ContactObjective`; the loss (``engine/losses``) evaluates it. Its value is
+Aggregation of LMM samples (``engine/contacts/constraints.py``) and explicit artist constraints both
+produce a :class:`ContactObjective`; the loss (``engine/refine/losses``) evaluates it. Its value is
 
     sum over terms t of  t.weight * min over options o of ( sum over rows r in o of
                                                             min over alternatives a in r of d(a) )
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.regions import GROUND, MESH_REGIONS
+from engine.body.regions import GROUND, MESH_REGIONS
 
 ConstraintSource = Literal["lmm", "artist"]
 

@@ -1,6 +1,6 @@
-"""The contact loss: a :class:`~engine.objective.ContactObjective` evaluated fast.
+"""The contact loss: a :class:`~engine.contacts.objective.ContactObjective` evaluated fast.
 
-Every distinct :class:`~engine.objective.RegionPair` of the objective gets one row of padded
+Every distinct :class:`~engine.contacts.objective.RegionPair` of the objective gets one row of padded
 index tensors (the fixed vertex subsample of each side, padded to the longest subsample with
 a mask). Per iteration :func:`pair_distances` gathers the posed vertices of all pairs at once
 and takes one batched ``cdist`` + masked minimum: one distance per pair, whatever the number of
@@ -33,14 +33,14 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 
-from engine.objective import ContactObjective, RegionPair
+from engine.contacts.objective import ContactObjective, RegionPair
 
 # Padding distance for masked entries: large, finite (inf * 0 would give NaN in a sum).
 _FAR = 1.0e4
 
 
 class RegionVertices(Protocol):
-    """What the losses need of a body's region map (``engine.region_map``)."""
+    """What the losses need of a body's region map (``engine.body.region_map``)."""
 
     def subsample(self, region: str) -> np.ndarray:  # (K,) vertex ids of the fixed subsample
         ...
@@ -54,7 +54,7 @@ class ContactIndex:
     """Precomputed index tensors of one objective.
 
     Vertex indices point into the *needed-vertex list* of each person (see
-    :class:`~engine.losses.inputs.VertexSelection`), not into the full mesh.
+    :class:`~engine.refine.losses.inputs.VertexSelection`), not into the full mesh.
 
     pairs: the distinct pairs, in order (P of them).
     person_a, person_b: (P,) long.

@@ -1,5 +1,5 @@
-"""Run a refinement :class:`~engine.job.Job` in-process and produce its
-:class:`~engine.job.Result` (``engine.commands.refine`` adds files, progress lines and
+"""Run a refinement :class:`~engine.refine.job.Job` in-process and produce its
+:class:`~engine.refine.job.Result` (``engine.commands.refine`` adds files, progress lines and
 signals around this)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Callable
 import torch
 
 from engine.body.base import BodyModel
-from engine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result
-from engine.losses.contact import RegionVertices
-from engine.losses.geometry import matrix_to_quaternion, quaternion_to_matrix
-from engine.metrics import constraint_distances
-from engine.objective import ContactObjective, ContactTerm
-from engine.optimizer import (
+from engine.refine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result
+from engine.refine.losses.contact import RegionVertices
+from engine.refine.losses.geometry import matrix_to_quaternion, quaternion_to_matrix
+from engine.refine.metrics import constraint_distances
+from engine.contacts.objective import ContactObjective, ContactTerm
+from engine.refine.optimizer import (
     Correction,
     OptimizerConfig,
     PeopleState,
@@ -25,7 +25,7 @@ from engine.optimizer import (
     default_weights,
     refine,
 )
-from engine.problem import BodyStatics, Keypoints, PersonOptions, build_problem
+from engine.refine.problem import BodyStatics, Keypoints, PersonOptions, build_problem
 
 
 class JobError(ValueError):
@@ -40,9 +40,9 @@ class FrameProgress:
 
 
 def build_objective(job: Job) -> ContactObjective:
-    """The LMM part (``engine.constraints.objective_from_samples``) plus the artist's
-    explicit contacts (``engine.constraints.artist_term``)."""
-    from engine.constraints import ParsedSample, artist_term, objective_from_samples
+    """The LMM part (``engine.contacts.constraints.objective_from_samples``) plus the artist's
+    explicit contacts (``engine.contacts.constraints.artist_term``)."""
+    from engine.contacts.constraints import ParsedSample, artist_term, objective_from_samples
 
     spec = job.constraints
     num_people = len(job.people)
@@ -176,7 +176,7 @@ def run_job(
     should_stop: Callable[[], bool] | None = None,
 ) -> Result:
     """Refine every frame of ``job`` in order; raises JobError for a job that cannot run and
-    engine.optimizer.RefinementStopped when ``should_stop`` fires."""
+    engine.refine.optimizer.RefinementStopped when ``should_stop`` fires."""
     started = time.perf_counter()
     objective = build_objective(job)
     config = optimizer_config(job)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.regions import GROUND, MESH_REGIONS
+from engine.body.regions import GROUND, MESH_REGIONS
 
 JOB_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
@@ -23,7 +23,7 @@ RESULT_SCHEMA_VERSION = 1
 BodyKind = Literal["anny", "smplx"]
 BODY_KINDS: tuple[str, ...] = ("anny", "smplx")
 
-# Weight names a job may override, one value per optimization stage (see engine.optimizer).
+# Weight names a job may override, one value per optimization stage (see engine.refine.optimizer).
 WEIGHT_NAMES: tuple[str, ...] = (
     "contact",
     "stay_close",
@@ -292,7 +292,7 @@ class ExplicitContact:
 class ConstraintSpec:
     """The contact constraints of the job.
 
-    lmm_samples: parsed LMM samples, each a dict in ``engine.constraints``' sample form (kept
+    lmm_samples: parsed LMM samples, each a dict in ``engine.contacts.constraints``' sample form (kept
         as data here; the engine builds the objective from them at load time).
     disabled: summary keys of aggregated constraints the artist switched off.
     min_samples: f, how many samples must name a one-person constraint to keep it.
@@ -381,7 +381,7 @@ class Camera:
 @dataclass(frozen=True)
 class JobOptions:
     """Optimizer options. ``weights`` overrides the per-stage weights of
-    ``engine.optimizer.StageWeights`` (name -> one value per stage); ``iterations`` is the
+    ``engine.refine.optimizer.StageWeights`` (name -> one value per stage); ``iterations`` is the
     maximum per stage; ``progress_every`` is how many iterations between progress lines."""
 
     seed: int = 0

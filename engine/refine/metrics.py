@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from engine.losses.contact import ContactIndex, pair_distances, term_values
+from engine.refine.losses.contact import ContactIndex, pair_distances, term_values
 
 PCC_RADII_M: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.losses.contact import ContactIndex, contact_value, pair_distances, term_values
-from engine.losses.geometry import rotation_angle
-from engine.losses.penetration import (
+from engine.refine.losses.contact import ContactIndex, contact_value, pair_distances, term_values
+from engine.refine.losses.geometry import rotation_angle
+from engine.refine.losses.penetration import (
     CapsuleRows,
     PenetrationSetup,
     SurfaceRows,
@@ -77,7 +77,7 @@ class LossInputs:
     pose_offsets: (N, J, 3) axis-angle offsets from the initial local rotations;
     translation_offsets: (N, 3) metres; shape: (N, S).
     penetration_candidates: optional vertex-capsule rows to evaluate instead of every pair
-        (engine.losses.penetration.penetration_candidates, prepared by capsule_rows).
+        (engine.refine.losses.penetration.penetration_candidates, prepared by capsule_rows).
     surface_candidates: optional rows of the mesh surface test (surface_candidates, prepared
         by surface_rows); found afresh when None.
     """
@@ -137,7 +137,7 @@ def joint_limits_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
 
 def penetration_term(inputs: LossInputs) -> dict[str, torch.Tensor]:
     """Interpenetration: capsule proxies plus the mesh surface test (see
-    engine.losses.penetration)."""
+    engine.refine.losses.penetration)."""
     setup = inputs.setup.penetration
     if setup is None:
         return {"penetration": inputs.vertices.new_zeros(())}

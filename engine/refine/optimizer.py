@@ -28,16 +28,16 @@ from typing import Callable
 import torch
 
 from engine.body.base import BodyModel, BodyOutput
-from engine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
-from engine.losses.geometry import rotate_by_axis_angle
-from engine.losses.penetration import CapsuleRows, SurfaceRows, capsule_rows, penetration_candidates, surface_candidates, surface_rows
+from engine.refine.losses import LOSS_TERMS, LossInputs, LossSetup, evaluate
+from engine.refine.losses.geometry import rotate_by_axis_angle
+from engine.refine.losses.penetration import CapsuleRows, SurfaceRows, capsule_rows, penetration_candidates, surface_candidates, surface_rows
 
 NUM_STAGES = 2
 
 
 @dataclass(frozen=True)
 class StageWeights:
-    """One weight per stage for every loss term (names as in ``engine.losses.LOSS_TERMS``)."""
+    """One weight per stage for every loss term (names as in ``engine.refine.losses.LOSS_TERMS``)."""
 
     contact: tuple[float, ...]
     stay_close: tuple[float, ...]
@@ -121,12 +121,12 @@ class OptimizerConfig:
     # most flexible joint of its person (see joint_step_scale).
     stiffness_step_scaling: bool = True
     # Metres of root translation per unit of the optimized variable. The stay-close term holds
-    # the root as hard as 1 radian of joint rotation per 1 cm (engine.losses.terms
+    # the root as hard as 1 radian of joint rotation per 1 cm (engine.refine.losses.terms
     # TRANSLATION_SCALE_M), so 5 mm per unit gives one step of the root the stay-close cost of
     # one step of a limb joint; at 0.25 m per unit every step shifted both people by 2.5 mm,
     # whose stay-close cost outweighed the contact and made the loss jump from step to step.
     translation_scale: float = 0.005
-    # The vertex-capsule and surface pairs near or past contact (engine.losses.penetration)
+    # The vertex-capsule and surface pairs near or past contact (engine.refine.losses.penetration)
     # are found again as soon as some skinned vertex has moved penetration_refresh_motion_m
     # since the last search, and in any case every this many steps (per stage); in between
     # only those pairs are evaluated. The motion rule is what keeps the pairs exact (see
@@ -239,7 +239,7 @@ def stopped_falling(losses: list[float], window: int, slope: float) -> bool:
     its way to a contact) ends early under this rule, so the loss must not zigzag for reasons
     of the engine's own making: the interpenetration terms measure each point against the
     surface vertex now nearest to it, not the one nearest at the last candidate search (see
-    engine.losses.penetration.SURFACE_TRACK_BAND_M), which is what made a hand sliding up an
+    engine.refine.losses.penetration.SURFACE_TRACK_BAND_M), which is what made a hand sliding up an
     arm to a shoulder bounce."""
     if len(losses) < window:
         return False

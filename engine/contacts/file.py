@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.constraints import ParsedSample, SummaryRow
+from engine.contacts.constraints import ParsedSample, SummaryRow
 
 CONTACTS_SCHEMA_VERSION = 1
 

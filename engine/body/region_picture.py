@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.regions import ELEMENTARY_REGIONS
+from engine.body.regions import ELEMENTARY_REGIONS
 
 # One colour per elementary region, in ELEMENTARY_REGIONS order; the left and right variants
 # of a part get clearly different colours so a swapped side shows at once.

@@ -1,4 +1,4 @@
-"""Build a :class:`~engine.optimizer.RefineProblem` from a body, its regions, a contact
+"""Build a :class:`~engine.refine.optimizer.RefineProblem` from a body, its regions, a contact
 objective and the people's initial parameters: which vertices to skin, the contact index
 tensors, the stay-close weights, joint limits, capsules and keypoints."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from engine.body.base import BodyModel
-from engine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
-from engine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
-from engine.losses.penetration import (
+from engine.refine.losses.contact import RegionVertices, build_contact_index, needed_contact_vertices
+from engine.refine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, joint_limit_radians, optimized_joint_mask
+from engine.refine.losses.penetration import (
     build_penetration_setup,
     build_surface_setup,
     fit_capsules,
@@ -21,11 +21,11 @@ from engine.losses.penetration import (
     initial_surface_self_allowance,
     proxy_bones,
 )
-from engine.metrics import vertex_normals
-from engine.losses.terms import KeypointSetup, LossSetup
-from engine.objective import ContactObjective
-from engine.regions import composite_members, region_name
-from engine.optimizer import PeopleState, RefineProblem
+from engine.refine.metrics import vertex_normals
+from engine.refine.losses.terms import KeypointSetup, LossSetup
+from engine.contacts.objective import ContactObjective
+from engine.body.regions import composite_members, region_name
+from engine.refine.optimizer import PeopleState, RefineProblem
 
 ROOT_TRANSLATION = "root_translation"
 GLOBAL_ORIENTATION = "global_orientation"
@@ -35,7 +35,7 @@ PENETRATION_VERTICES = 600
 # Multiplier of the stay-close weight on the root's global orientation: like the translation,
 # it anchors the body when there are no 2D keypoints.
 GLOBAL_ORIENTATION_WEIGHT = 1000.0
-# Saturation scale of the LMM's contact rows (engine.losses.contact, "Robust LMM rows"): a
+# Saturation scale of the LMM's contact rows (engine.refine.losses.contact, "Robust LMM rows"): a
 # regressor leaves a true contact open by a few centimetres to two decimetres (the benchmark's
 # hug starts 21 cm open), which still pulls with 35-90% of full force; a wrong row 60 cm or
 # more from satisfied pulls with under 5%. At 0.1 m a 21 cm gap pulled with 12% and stayed open.
@@ -91,7 +91,7 @@ class PersonOptions:
 
 @dataclass(frozen=True)
 class Keypoints:
-    """targets: (N, J, 2) pixels; confidence: (N, J); camera as in engine.job.Camera."""
+    """targets: (N, J, 2) pixels; confidence: (N, J); camera as in engine.refine.job.Camera."""
 
     targets: torch.Tensor
     confidence: torch.Tensor

@@ -523,7 +523,7 @@ class _SurfacePenalty(torch.autograd.Function):
 #
 # The capsules above sit inside the skin on purpose, so a hand can sink a few centimetres
 # into a torso before they react. The surface test measures penetration on the mesh itself,
-# the way engine.metrics.max_penetration_depth does: a tested vertex x of one body, its
+# the way engine.refine.metrics.max_penetration_depth does: a tested vertex x of one body, its
 # nearest vertex p of the other body's tested sample and p's outward normal n give the depth
 # ``-(x - p) . n`` (positive below the surface). Only depths beyond SURFACE_TOLERANCE_M are
 # penalised, so skin contact (what the contact terms ask for: depth about 0) costs nothing.

@@ -1,0 +1,1 @@
+"""Parsed LMM samples -> constraints: aggregation, summary, the contacts file."""

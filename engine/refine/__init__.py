@@ -1,0 +1,1 @@
+"""Job and result files, the refinement problem, its objective terms, optimizer and metrics."""
