@@ -181,11 +181,30 @@ def test_summary_merges_person_orders_and_counts_each_sample_once():
     summary = summarize(samples, 2)
     assert [(r.key, r.count, r.num_samples) for r in summary] == [("back|hand", 2, 3), ("foot|foot", 1, 3)]
     assert summary[0].person_a == 0 and summary[0].person_b == 1
-    assert summary[0].part_a == "back" and summary[0].regions_b == ("left_hand", "right_hand")
+    # Written once each way round: the first seen ("hand | back") is shown.
+    assert summary[0].part_a == "hand" and summary[0].regions_a == ("left_hand", "right_hand")
+    assert summary[0].regions_b == ("back",)
     one = summarize([sample(("left hand", "back, waist_back"), ("hands", "ground"))], 1)
     regions = {(r.regions_a, r.regions_b) for r in one}
-    assert regions == {(("waist_back", "back"), ("left_hand",)), (("left_hand", "right_hand"), (GROUND,))}
+    assert regions == {(("left_hand",), ("waist_back", "back")), (("left_hand", "right_hand"), (GROUND,))}
     assert constraint_key(row("hand", "back")) == constraint_key(row("back", "hand"))
+
+
+def test_summary_keeps_person_1s_part_on_person_1_as_answered():
+    [hand_on_back] = summarize([sample(("hand", "back"))] * 3, 2)
+    assert (hand_on_back.part_a, hand_on_back.person_a, hand_on_back.part_b, hand_on_back.person_b) == ("hand", 0, "back", 1)
+    assert hand_on_back.label == "P1 hand - P2 back" and hand_on_back.key == "back|hand"
+    assert hand_on_back.regions_a == ("left_hand", "right_hand") and hand_on_back.regions_b == ("back",)
+    # Sides as the answer gave them, on the person it gave them to.
+    [sided] = summarize([sample(("right hand", "left shoulder"))], 2)
+    assert sided.label == "P1 right hand - P2 left shoulder"
+    assert sided.regions_a == ("right_hand",) and sided.regions_b == ("left_shoulder",)
+    # Written both ways round: the orientation most answers used, whatever came first.
+    [most] = summarize([sample(("hand", "back")), sample(("back", "hand")), sample(("back", "hand"))], 2)
+    assert most.label == "P1 back - P2 hand" and most.count == 3
+    # One person: the order written, too.
+    [own] = summarize([sample(("hand", "head"))] * 2, 1)
+    assert own.label == "hand - head" and own.regions_b == ("head",)
 
 
 def test_artist_term_unsided_means_min_over_sides():

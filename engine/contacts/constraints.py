@@ -233,18 +233,14 @@ def constraint_key(row: ParsedRow) -> str:
     return "|".join(sorted((row.first.token, row.second.token)))
 
 
-def _canonical_cells(row: ParsedRow) -> tuple[ParsedCell, ParsedCell]:
-    if row.first.token <= row.second.token:
-        return row.first, row.second
-    return row.second, row.first
-
-
 @dataclass(frozen=True)
 class SummaryRow:
     """One distinct constraint and how many samples named it (each sample counts once).
 
-    ``part_a`` / ``part_b`` are readable cell labels ("hand", "back or waist (back)"), of
-    people ``person_a`` / ``person_b`` (0-based; both 0 for one person). ``key`` is the
+    ``part_a`` / ``part_b`` are readable cell labels ("hand", "left hand", "back or waist
+    (back)"), of people ``person_a`` / ``person_b`` (0-based; both 0 for one person), in the
+    order the answers wrote them: for two people ``part_a`` is Person 1's part as answered
+    (the answer ``| hand | back |`` is "P1 hand - P2 back"). ``key`` is the
     stable id to put in a job's ``disabled`` list. ``regions_a`` / ``regions_b``: the concrete
     regions each side may stand for (for display on the mesh)."""
 
@@ -304,10 +300,18 @@ def _check_num_people(num_people: int) -> None:
 
 def summarize(samples: Sequence[ParsedSample], num_people: int) -> tuple[SummaryRow, ...]:
     """Each distinct constraint (by :func:`constraint_key`) with the number of samples that
-    named it, most frequent first, ties by key. For two people part A is Person 1's."""
+    named it, most frequent first, ties by key.
+
+    The key is order-free (the objective tries both person orders), but the row keeps the
+    cells as the answers wrote them: part A is the first cell (Person 1's part for two
+    people), with its sides. When the answers wrote the same constraint both ways round
+    ("hand | back" and "back | hand"), the orientation most samples used is shown; a tie
+    goes to the one seen first. The cells shown are those of the first row written in that
+    orientation."""
     _check_num_people(num_people)
     counts: dict[str, int] = {}
-    cells: dict[str, tuple[ParsedCell, ParsedCell]] = {}
+    # key -> orientation (first token, second token) -> [samples using it, first row so written]
+    written: dict[str, dict[tuple[str, str], list]] = {}
     for sample in samples:
         seen: set[str] = set()
         for row in sample.rows:
@@ -316,22 +320,27 @@ def summarize(samples: Sequence[ParsedSample], num_people: int) -> tuple[Summary
                 continue
             seen.add(key)
             counts[key] = counts.get(key, 0) + 1
-            cells.setdefault(key, _canonical_cells(row))
+            orientation = (row.first.token, row.second.token)
+            entry = written.setdefault(key, {}).setdefault(orientation, [0, row])
+            entry[0] += 1
     person_b = 1 if num_people == 2 else 0
-    rows = [
-        SummaryRow(
-            key=key,
-            part_a=cells[key][0].label,
-            person_a=0,
-            part_b=cells[key][1].label,
-            person_b=person_b,
-            count=count,
-            num_samples=len(samples),
-            regions_a=cells[key][0].regions,
-            regions_b=cells[key][1].regions,
+    rows = []
+    for key, count in counts.items():
+        # max() keeps the first of equal counts: dicts iterate in insertion (first-seen) order.
+        _, shown = max(written[key].values(), key=lambda entry: entry[0])
+        rows.append(
+            SummaryRow(
+                key=key,
+                part_a=shown.first.label,
+                person_a=0,
+                part_b=shown.second.label,
+                person_b=person_b,
+                count=count,
+                num_samples=len(samples),
+                regions_a=shown.first.regions,
+                regions_b=shown.second.regions,
+            )
         )
-        for key, count in counts.items()
-    ]
     rows.sort(key=lambda row: (-row.count, row.key))
     return tuple(rows)
 
