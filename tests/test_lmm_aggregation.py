@@ -14,12 +14,13 @@ from engine.contacts.constraints import (
     ParsedRow,
     ParsedSample,
     artist_term,
+    backoff_threshold,
     constraint_key,
     objective_from_samples,
     sample_options,
     summarize,
 )
-from engine.contacts.file import ContactsFile, TokenUsage
+from engine.contacts.file import CONTACTS_SCHEMA_VERSION, ContactsFile, TokenUsage
 from engine.contacts.objective import RegionPair
 from engine.body.regions import GROUND, REGION_BASES
 
@@ -160,8 +161,32 @@ def test_back_off_at_t_empty_samples():
     assert not one_empty.backed_off and len(one_empty.terms) == 18
     two_empty = objective_from_samples(full + [sample(), sample()], 2, empty_backoff=2)
     assert two_empty.backed_off and two_empty.terms == ()
-    assert "2 of 20" in two_empty.notes[0]
+    assert "2 of 20 answers were empty" in two_empty.notes[0]
     assert objective_from_samples(full + [sample()] * 2, 2, empty_backoff=3).terms
+
+
+def test_back_off_by_default_only_when_half_of_the_answers_are_empty():
+    two_empty = objective_from_samples([sample(("hand", "back"))] * 18 + [sample()] * 2, 2)
+    assert not two_empty.backed_off and len(two_empty.terms) == 18
+    assert any("2 of 20 answers were empty" in note for note in two_empty.notes)
+    nine_empty = objective_from_samples([sample(("hand", "back"))] * 11 + [sample()] * 9, 2)
+    assert not nine_empty.backed_off and len(nine_empty.terms) == 11
+    ten_empty = objective_from_samples([sample(("hand", "back"))] * 10 + [sample()] * 10, 2)
+    assert ten_empty.backed_off and ten_empty.terms == ()
+    assert "10 of 20 answers were empty" in ten_empty.notes[0] and "half of 20" in ten_empty.notes[0]
+    # One person: the same rule (3 of 5 is half, rounded up).
+    assert objective_from_samples([sample(("hand", "head"))] * 3 + [sample()] * 2, 1, min_samples=1).terms
+    assert objective_from_samples([sample(("hand", "head"))] * 2 + [sample()] * 3, 1, min_samples=1).backed_off
+    assert (backoff_threshold(None, 20), backoff_threshold(None, 5), backoff_threshold(4, 20)) == (10, 3, 4)
+
+
+def test_back_off_zero_never_backs_off_and_a_negative_count_is_refused():
+    never = objective_from_samples([sample(("hand", "back"))] + [sample()] * 19, 2, empty_backoff=0)
+    assert not never.backed_off and len(never.terms) == 1
+    assert any("19 of 20 answers were empty" in note for note in never.notes)
+    with pytest.raises(ValueError, match="empty_backoff"):
+        objective_from_samples([sample(("hand", "back"))], 2, empty_backoff=-1)
+    assert not objective_from_samples([sample(("hand", "back"))] * 3, 2).notes  # nothing empty, nothing said
 
 
 def test_disabled_key_drops_row_from_every_sample():
@@ -237,6 +262,8 @@ def test_parsed_sample_round_trip_and_contacts_file_schema(tmp_path):
         summary=summarize([parsed], 2),
         usage=TokenUsage(10, 5, 15),
         created="2026-01-01T00:00:00Z",
+        empty_backoff=1,
+        backed_off=False,
     )
     jsonschema.validate(contacts.to_dict(), SCHEMA)
     path = tmp_path / "contacts.json"
@@ -246,8 +273,17 @@ def test_parsed_sample_round_trip_and_contacts_file_schema(tmp_path):
     bad = contacts.to_dict() | {"api_key": "x"}
     with pytest.raises(ValueError, match="unknown keys"):
         ContactsFile.from_dict(bad)
-    with pytest.raises(ValueError, match="schema version"):
-        ContactsFile.from_dict(contacts.to_dict() | {"schema_version": 2})
+    for version in (1, CONTACTS_SCHEMA_VERSION + 1):
+        with pytest.raises(ValueError, match="schema version"):
+            ContactsFile.from_dict(contacts.to_dict() | {"schema_version": version})
+    with pytest.raises(ValueError, match="missing keys"):
+        ContactsFile.from_dict({k: v for k, v in contacts.to_dict().items() if k != "empty_backoff"})
+    # The summary in the file keeps Person 1's part first: "| hands | left shoulder |".
+    written = json.loads(path.read_text())
+    assert [(r["part_a"], r["person_a"], r["part_b"], r["person_b"]) for r in written["summary"]] == [
+        ("back", 0, "waist (front)", 1),
+        ("both hands", 0, "left shoulder", 1),
+    ]
     schema_bases = set(SCHEMA["$defs"]["part"]["properties"]["base"]["enum"])
     assert schema_bases == set(REGION_BASES) | {GROUND}
 

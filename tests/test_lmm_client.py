@@ -310,3 +310,50 @@ def test_cli_missing_key_for_openai_and_bad_image(tmp_path, image_path, run_main
     result = run_main([str(bad), "--people", "2", "--base-url", "http://127.0.0.1:9/v1", "-o", str(out)])
     assert result.returncode == 2 and "not an image" in _lines(result.stdout)[0]["message"]
     assert not out.exists()
+
+
+HAND_ON_BACK = "Person 1 rests a hand on Person 2's back.\n\n| Person 1 part | Person 2 part |\n|---|---|\n| hand | back |\n"
+NOTHING = "I cannot tell.\n\n| Person 1 part | Person 2 part |\n|---|---|\n"
+
+
+def test_cli_backs_off_only_when_half_of_the_answers_are_empty(image_path, tmp_path):
+    out = tmp_path / "contacts.json"
+    args = [str(image_path), "--people", "2", "--samples", "20", "--no-cache", "-o", str(out)]
+    # 2 empty answers of 20 keep the contacts (the old default backed off at 2).
+    with FakeOpenAIServer(texts=[HAND_ON_BACK] * 18 + [NOTHING] * 2) as server:
+        result = _run_cli(args + ["--base-url", server.base_url], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    final = _lines(result.stdout)[-1]
+    assert final["empty"] == 2 and final["empty_backoff"] == 10 and final["backed_off"] is False
+    assert any("2 of 20 answers were empty" in note for note in final["notes"])
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["empty_backoff"] == 10 and data["backed_off"] is False
+    # The summary keeps Person 1's part on Person 1, as answered.
+    [row] = data["summary"]
+    assert (row["part_a"], row["person_a"], row["part_b"], row["person_b"], row["count"]) == ("hand", 0, "back", 1, 18)
+    assert final["top"][0]["label"] == "P1 hand - P2 back"
+
+
+def test_cli_empty_backoff_flag_zero_never_backs_off(image_path, tmp_path, run_main):
+    out = tmp_path / "contacts.json"
+    args = [str(image_path), "--people", "2", "--samples", "20", "--no-cache", "-o", str(out)]
+    with FakeOpenAIServer(texts=[HAND_ON_BACK] * 10 + [NOTHING] * 10) as server:
+        args += ["--base-url", server.base_url]
+        default = run_main(args)
+        assert default.returncode == 0, default.stdout
+        final = _lines(default.stdout)[-1]
+        assert final["backed_off"] is True and "10 of 20 answers were empty" in final["notes"][0]
+        assert json.loads(out.read_text())["backed_off"] is True
+        never = _run_cli(args + ["--empty-backoff", "0"], tmp_path)
+        assert never.returncode == 0, never.stdout + never.stderr
+        final = _lines(never.stdout)[-1]
+        assert final["backed_off"] is False and final["empty_backoff"] == 0
+        assert any("10 of 20 answers were empty" in note for note in final["notes"])
+        data = json.loads(out.read_text())
+        jsonschema.validate(data, SCHEMA)
+        assert data["empty_backoff"] == 0 and data["backed_off"] is False
+        eleven = run_main(args + ["--empty-backoff", "11"])
+        assert _lines(eleven.stdout)[-1]["backed_off"] is False
+        refused = run_main(args + ["--empty-backoff", "-1"])
+    assert refused.returncode == 2 and "--empty-backoff" in _lines(refused.stdout)[0]["message"]

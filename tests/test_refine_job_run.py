@@ -54,10 +54,21 @@ def test_lmm_samples_drive_the_refinement_over_frames(body):
 
 
 def test_back_off_is_reported_and_no_lmm_term_is_used(body):
-    result = run_job(job([sample()] * 3 + [sample(rows=())] * 2), body, body.regions)
+    # By default the job backs off when half of the answers (rounded up) are empty: 3 of 5.
+    result = run_job(job([sample()] * 2 + [sample(rows=())] * 3), body, body.regions)
     frame = result.frames[0]
     assert frame.backed_off and frame.constraints == ()
-    assert any("2 of 5 samples were empty" in w for w in result.warnings)
+    assert any("3 of 5 answers were empty" in w for w in result.warnings)
+
+
+def test_a_few_empty_answers_keep_the_contacts_and_are_counted(body):
+    result = run_job(job([sample()] * 3 + [sample(rows=())] * 2), body, body.regions)
+    frame = result.frames[0]
+    assert not frame.backed_off and len(frame.constraints) == 3
+    assert any("2 of 5 answers were empty" in w for w in result.warnings)
+    data = job([sample()] * 1 + [sample(rows=())] * 4).to_dict()
+    data["constraints"]["empty_backoff"] = 0  # never
+    assert not run_job(Job.from_dict(data), body, body.regions).frames[0].backed_off
 
 
 def test_a_sample_in_the_wrong_form_is_a_job_error(body):

@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backoff", type=float, default=1.0, help="seconds before the first retry; doubles each time"
     )
+    parser.add_argument(
+        "--empty-backoff",
+        type=int,
+        default=None,
+        metavar="T",
+        help="back off (use no language-model contact) when T or more answers are empty; "
+        "0 = never (default: half of the answers, rounded up)",
+    )
     parser.add_argument("-o", "--output", required=True, help="contacts file to write (JSON)")
 
 
@@ -78,7 +86,7 @@ def _api_key(env_name: str, base_url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.contacts.constraints import objective_from_samples, summarize
+    from engine.contacts.constraints import backoff_threshold, objective_from_samples, summarize
     from engine.contacts.file import ContactsFile
     from engine.lmm.cache import ResponseCache, cache_key, default_cache_dir
     from engine.lmm.client import ClientSettings, LmmError, SamplingRequest, sample_responses
@@ -92,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise EngineError("--max-tokens and --timeout must be positive, --retries and --backoff >= 0")
     if not 0 <= args.temperature <= 2:
         raise EngineError("--temperature must be between 0 and 2")
+    if args.empty_backoff is not None and args.empty_backoff < 0:
+        raise EngineError("--empty-backoff must be >= 0 (0 = never back off)")
     if len(args.box) > args.people:
         raise EngineError(f"{len(args.box)} boxes for {args.people} people: give at most one per person")
     output = Path(args.output)
@@ -144,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     samples = tuple(parse_response(text, args.people) for text in texts)
     summary = summarize(samples, args.people)
+    objective = objective_from_samples(samples, args.people, empty_backoff=args.empty_backoff)
     contacts = ContactsFile(
         image_sha256=image.sha256,
         num_people=args.people,
@@ -159,17 +170,19 @@ def run(args: argparse.Namespace) -> int:
         summary=summary,
         usage=usage,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        empty_backoff=backoff_threshold(args.empty_backoff, len(samples)),
+        backed_off=objective.backed_off,
     )
     try:
         contacts.write(output)
     except OSError as error:
         raise EngineError(f"cannot write {output}: {error.strerror or error}") from None
-    objective = objective_from_samples(samples, args.people)
     emit(
         "contacts",
         path=str(output),
         samples=len(samples),
         empty=sum(1 for s in samples if s.empty),
+        empty_backoff=contacts.empty_backoff,
         constraints=len(summary),
         backed_off=objective.backed_off,
         notes=list(objective.notes),

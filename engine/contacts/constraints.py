@@ -22,6 +22,7 @@ lists in ``disabled`` to drop a constraint from every sample.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
@@ -569,19 +570,45 @@ def _without_disabled(sample: ParsedSample, disabled: frozenset[str]) -> tuple[P
     return tuple(row for row in sample.rows if constraint_key(row) not in disabled)
 
 
+def backoff_threshold(empty_backoff: int | None, num_samples: int) -> int:
+    """The back-off count t in effect for ``num_samples`` answers: ``empty_backoff`` as given,
+    or, when it is None (the default), half of the answers rounded up (10 of 20, 3 of 5).
+    0 means never back off. The paper's code backs off at t = 2 on one dataset only (CHI3D)
+    and never elsewhere; half of the answers empty is where an image plainly shows no
+    reliable contact."""
+    if empty_backoff is None:
+        return math.ceil(num_samples / 2)
+    if isinstance(empty_backoff, bool) or not isinstance(empty_backoff, int) or empty_backoff < 0:
+        raise ValueError(f"empty_backoff must be None or an integer >= 0 (0 = never), not {empty_backoff!r}")
+    return empty_backoff
+
+
+def backoff_text(empty_backoff: int | None, num_samples: int) -> str:
+    """How the back-off setting reads in notes: "back-off at 10 empty, half of 20",
+    "back-off at 2 empty", "back-off disabled"."""
+    threshold = backoff_threshold(empty_backoff, num_samples)
+    if threshold == 0:
+        return "back-off disabled"
+    if empty_backoff is None:
+        return f"back-off at {threshold} empty, half of {num_samples}"
+    return f"back-off at {threshold} empty"
+
+
 def objective_from_samples(
     samples: Sequence[ParsedSample],
     num_people: int,
     *,
     min_samples: int = 10,
-    empty_backoff: int = 2,
+    empty_backoff: int | None = None,
     disabled: frozenset[str] = frozenset(),
     lmm_weight: float = 1.0,
 ) -> ContactObjective:
     """The LMM part of the contact objective (DESIGN.md section 4).
 
-    * Back-off: when ``empty_backoff`` (t) or more samples are empty, no LMM term at all,
-      ``backed_off=True`` and a note saying why.
+    * Back-off: when t (:func:`backoff_threshold`: ``empty_backoff``, by default half of the
+      samples rounded up; 0 = never) or more samples are empty, no LMM term at all,
+      ``backed_off=True`` and a note saying why. When some but fewer samples are empty a
+      note says how many ("3 of 20 answers were empty").
     * Two people: each sample with rows is one term of weight ``lmm_weight / N`` (N = all
       samples, empty ones included: the LMM loss is the mean over samples) whose options
       are :func:`sample_options` of its rows.
@@ -596,14 +623,18 @@ def objective_from_samples(
         raise ValueError("lmm_weight must be non-negative")
     total = len(samples)
     empty = sum(1 for sample in samples if sample.empty)
-    if total and empty >= empty_backoff:
+    threshold = backoff_threshold(empty_backoff, total)
+    setting = backoff_text(empty_backoff, total)
+    if total and threshold and empty >= threshold:
         note = (
-            f"LMM contacts not used: {empty} of {total} samples were empty "
-            f"(back-off at {empty_backoff}); the image shows no reliable contact"
+            f"LMM contacts not used: {empty} of {total} answers were empty ({setting}); "
+            "the image shows no reliable contact"
         )
         return ContactObjective(terms=(), backed_off=True, notes=(note,))
     terms: list[ContactTerm] = []
     notes: list[str] = []
+    if empty:
+        notes.append(f"{empty} of {total} answers were empty ({setting}): the other answers are used")
     if num_people == 2:
         for index, sample in enumerate(samples):
             rows = _without_disabled(sample, disabled)

@@ -3,7 +3,11 @@
 One JSON object (schema ``schemas/contacts.schema.json``): where the constraints came from
 (image hash, model, endpoint, prompt id, sampling settings), every raw LMM response, each
 response's parsed constraint set with its dropped rows, the summary table and token usage.
-It never holds an API key."""
+It never holds an API key.
+
+Version 2 (version 1 is refused: run the contacts step again): summary rows keep the cells in
+the order the answers wrote them (part A is Person 1's part as answered), and the file records
+the back-off count used (``empty_backoff``, 0 = never) and whether it backed off."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any
 
 from engine.contacts.constraints import ParsedSample, SummaryRow
 
-CONTACTS_SCHEMA_VERSION = 1
+CONTACTS_SCHEMA_VERSION = 2
 
 _FIELDS = (
     "schema_version",
@@ -32,6 +36,8 @@ _FIELDS = (
     "raw_responses",
     "samples",
     "summary",
+    "empty_backoff",
+    "backed_off",
     "usage",
     "created",
 )
@@ -83,7 +89,9 @@ Box = tuple[int, int, int, int]
 class ContactsFile:
     """Contacts from one image. ``boxes`` are the per-person crop boxes in image pixels
     (x0, y0, x1, y1), empty when none were given. ``samples[i]`` is the parse of
-    ``raw_responses[i]``. ``created`` is an ISO 8601 UTC time stamp."""
+    ``raw_responses[i]``. ``empty_backoff`` is the back-off count t in effect (by default
+    half of the answers, rounded up; 0 = never) and ``backed_off`` whether at least t answers
+    were empty. ``created`` is an ISO 8601 UTC time stamp."""
 
     image_sha256: str
     num_people: int
@@ -99,6 +107,8 @@ class ContactsFile:
     summary: tuple[SummaryRow, ...]
     usage: TokenUsage
     created: str
+    empty_backoff: int
+    backed_off: bool
     schema_version: int = CONTACTS_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -116,6 +126,8 @@ class ContactsFile:
         for box in self.boxes:
             if len(box) != 4:
                 raise ValueError(f"contacts file: a box has 4 numbers, got {box!r}")
+        if self.empty_backoff < 0:
+            raise ValueError(f"contacts file: empty_backoff must be >= 0, not {self.empty_backoff!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +144,8 @@ class ContactsFile:
             "raw_responses": list(self.raw_responses),
             "samples": [sample.to_dict() for sample in self.samples],
             "summary": [row.to_dict() for row in self.summary],
+            "empty_backoff": self.empty_backoff,
+            "backed_off": self.backed_off,
             "usage": self.usage.to_dict(),
             "created": self.created,
         }
@@ -158,6 +172,8 @@ class ContactsFile:
             raw_responses=tuple(str(text) for text in data["raw_responses"]),
             samples=tuple(ParsedSample.from_dict(sample) for sample in data["samples"]),
             summary=tuple(SummaryRow.from_dict(row) for row in data["summary"]),
+            empty_backoff=int(data["empty_backoff"]),
+            backed_off=bool(data["backed_off"]),
             usage=TokenUsage.from_dict(data["usage"]),
             created=str(data["created"]),
         )

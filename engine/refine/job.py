@@ -81,6 +81,11 @@ def _boolean(value: Any, where: str) -> bool:
     return value
 
 
+def _optional(read, value: Any, where: str, *args):
+    """``read(value, where, *args)``, or None for a null (or absent) value."""
+    return None if value is None else read(value, where, *args)
+
+
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise JobFormatError(f"{where}: expected a string, got {value!r}")
@@ -296,7 +301,8 @@ class ConstraintSpec:
         as data here; the engine builds the objective from them at load time).
     disabled: summary keys of aggregated constraints the artist switched off.
     min_samples: f, how many samples must name a one-person constraint to keep it.
-    empty_backoff: t, how many empty samples make the engine drop the LMM terms.
+    empty_backoff: t, how many empty samples make the engine drop the LMM terms; None (the
+        default) = half of the samples, rounded up; 0 = never.
     lmm_weight: multiplier of every LMM term.
     explicit: contacts added by the artist.
     """
@@ -304,7 +310,7 @@ class ConstraintSpec:
     lmm_samples: tuple[dict, ...] = ()
     disabled: tuple[str, ...] = ()
     min_samples: int = 10
-    empty_backoff: int = 2
+    empty_backoff: int | None = None
     lmm_weight: float = 1.0
     explicit: tuple[ExplicitContact, ...] = ()
 
@@ -327,7 +333,7 @@ class ConstraintSpec:
             lmm_samples=tuple(samples),
             disabled=_strings(data.get("disabled", []), f"{where}.disabled"),
             min_samples=_integer(data.get("min_samples", 10), f"{where}.min_samples", 1),
-            empty_backoff=_integer(data.get("empty_backoff", 2), f"{where}.empty_backoff", 1),
+            empty_backoff=_optional(_integer, data.get("empty_backoff"), f"{where}.empty_backoff", 0),
             lmm_weight=lmm_weight,
             explicit=tuple(ExplicitContact.from_dict(c, f"{where}.explicit[{i}]") for i, c in enumerate(explicit)),
         )
