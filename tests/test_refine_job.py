@@ -64,6 +64,26 @@ def test_job_round_trip_validates_against_schema():
     assert Job.from_dict(json.loads(json.dumps(written))) == job
 
 
+def test_back_off_and_floor_are_optional_with_defaults_that_depend_on_the_scene():
+    job = Job.from_dict(example_job_dict())
+    assert job.constraints.empty_backoff is None and job.options.floor_height is None
+    data = example_job_dict()
+    data["constraints"]["empty_backoff"] = None
+    data["options"]["floor_height"] = None
+    jsonschema.validate(data, _schema("job.schema.json"))
+    assert Job.from_dict(data) == job
+    written = job.to_dict()
+    assert written["constraints"]["empty_backoff"] is None and written["options"]["floor_height"] is None
+    data["constraints"]["empty_backoff"] = 0  # never back off
+    data["options"]["floor_height"] = -0.8
+    jsonschema.validate(data, _schema("job.schema.json"))
+    explicit = Job.from_dict(data)
+    assert explicit.constraints.empty_backoff == 0 and explicit.options.floor_height == -0.8
+    data["constraints"]["empty_backoff"] = -1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, _schema("job.schema.json"))
+
+
 def test_result_to_dict_validates_against_schema():
     pose = PersonPose(shape=(0.1,), rotations={"neck": (1.0, 0.0, 0.0, 0.0)}, root_translation=(0.0, 0.1, 0.0))
     frame = FrameResult(
@@ -77,10 +97,12 @@ def test_result_to_dict_validates_against_schema():
         warnings=("note",),
     )
     job = Job.from_dict(example_job_dict())
-    result = Result(body=job.body, frames=(frame,), wall_time_s=0.6)
+    result = Result(body=job.body, frames=(frame,), wall_time_s=0.6, warnings=("ground far",), floor_height=-0.81)
     written = result.to_dict()
     jsonschema.validate(written, _schema("result.schema.json"))
     assert Result.from_dict(json.loads(json.dumps(written))) == result
+    older = {k: v for k, v in written.items() if k != "floor_height"}
+    assert Result.from_dict(older).floor_height is None
 
 
 @pytest.mark.parametrize(
@@ -99,6 +121,9 @@ def test_result_to_dict_validates_against_schema():
         (lambda d: d["frames"][0]["people"].pop(), "1 poses for 2 people"),
         (lambda d: d["frames"][0]["people"][0].update(rotations={"neck": [0, 0, 0, 0]}), "zero quaternion"),
         (lambda d: d["body"].update(kind="smplx"), "model_path"),
+        (lambda d: d["constraints"].update(empty_backoff=-1), "empty_backoff: must be >= 0"),
+        (lambda d: d["constraints"].update(empty_backoff=2.5), "empty_backoff: expected an integer"),
+        (lambda d: d["options"].update(floor_height="auto"), "floor_height: expected a number"),
     ],
 )
 def test_job_rejects_bad_input(mutate, message):

@@ -388,10 +388,13 @@ class Camera:
 class JobOptions:
     """Optimizer options. ``weights`` overrides the per-stage weights of
     ``engine.refine.optimizer.StageWeights`` (name -> one value per stage); ``iterations`` is the
-    maximum per stage; ``progress_every`` is how many iterations between progress lines."""
+    maximum per stage; ``progress_every`` is how many iterations between progress lines.
+    ``floor_height``: z of the floor plane (metres, world frame) for ground contacts; None (the
+    default) = where the bodies stand, the lowest foot point of the first frame's initial
+    poses (``engine.refine.floor``)."""
 
     seed: int = 0
-    floor_height: float = 0.0
+    floor_height: float | None = None
     iterations: tuple[int, ...] = (1000, 1000)
     weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
     warm_start: bool = True
@@ -424,7 +427,7 @@ class JobOptions:
         camera = data.get("camera")
         return cls(
             seed=_integer(data.get("seed", 0), f"{where}.seed", 0),
-            floor_height=_number(data.get("floor_height", 0.0), f"{where}.floor_height"),
+            floor_height=_optional(_number, data.get("floor_height"), f"{where}.floor_height"),
             iterations=iterations,
             weights=weights,
             warm_start=_boolean(data.get("warm_start", True), f"{where}.warm_start"),
@@ -633,19 +636,22 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class Result:
-    """What ``python -m engine refine`` writes: the refined frames in the job's order."""
+    """What ``python -m engine refine`` writes: the refined frames in the job's order, and the
+    floor height the ground contacts used (the job's, or the lowest foot point; None in a
+    result written before the floor was recorded)."""
 
     body: BodySpec
     frames: tuple[FrameResult, ...]
     wall_time_s: float
     warnings: tuple[str, ...] = ()
+    floor_height: float | None = None
     schema_version: int = RESULT_SCHEMA_VERSION
 
     @classmethod
     def from_dict(cls, data: Any) -> Result:
         data = _expect_dict(data, "result")
         _check_version(data, RESULT_SCHEMA_VERSION, "result")
-        _check_keys(data, ("schema_version", "body", "frames", "wall_time_s"), ("warnings",), "result")
+        _check_keys(data, ("schema_version", "body", "frames", "wall_time_s"), ("warnings", "floor_height"), "result")
         frames = data["frames"]
         if not isinstance(frames, list):
             raise JobFormatError("result.frames: expected a list")
@@ -654,6 +660,7 @@ class Result:
             frames=tuple(FrameResult.from_dict(f, f"result.frames[{i}]") for i, f in enumerate(frames)),
             wall_time_s=_number(data["wall_time_s"], "result.wall_time_s"),
             warnings=_strings(data.get("warnings", []), "result.warnings"),
+            floor_height=_optional(_number, data.get("floor_height"), "result.floor_height"),
         )
 
     def to_dict(self) -> dict:
@@ -662,5 +669,6 @@ class Result:
             "body": self.body.to_dict(),
             "frames": [f.to_dict() for f in self.frames],
             "wall_time_s": self.wall_time_s,
+            "floor_height": self.floor_height,
             "warnings": list(self.warnings),
         }

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from engine.body.base import BodyModel
+from engine.refine.floor import GroundRow, default_floor, far_ground_rows
 from engine.refine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result
 from engine.refine.losses.contact import RegionVertices
 from engine.refine.losses.geometry import matrix_to_quaternion, quaternion_to_matrix
@@ -191,11 +192,18 @@ def run_job(
     job_warnings: list[str] = list(objective.notes)
     if not objective.terms:
         job_warnings.append("no contact constraint to satisfy: the refinement only applies the priors")
+    floor_height = job.options.floor_height
+    far_from_floor: dict[GroundRow, list[tuple[int, float]]] = {}
     for index, frame in enumerate(job.frames):
         where = f"frames[{index}]"
         initial = people_state(body, frame.people, where)
         if statics is None:
             statics = BodyStatics(body, initial.shape[0])
+        if floor_height is None:
+            # Where the bodies stand: the lowest foot point of the first frame (engine.refine.floor).
+            floor_height = default_floor(body, regions, initial)
+        for row, gap in far_ground_rows(body, regions, initial, objective, floor_height):
+            far_from_floor.setdefault(row, []).append((frame.frame, gap))
         try:
             problem = build_problem(
                 statics,
@@ -203,7 +211,7 @@ def run_job(
                 objective,
                 initial,
                 people_options,
-                floor_height=job.options.floor_height,
+                floor_height=floor_height,
                 keypoints=_keypoints(job, body, frame.people, where),
             )
         except ValueError as error:
@@ -244,4 +252,31 @@ def run_job(
                 warnings=outcome.warnings,
             )
         )
-    return Result(body=job.body, frames=tuple(frames), wall_time_s=time.perf_counter() - started, warnings=tuple(job_warnings))
+    job_warnings += _floor_warnings(far_from_floor, floor_height, job)
+    return Result(
+        body=job.body,
+        frames=tuple(frames),
+        wall_time_s=time.perf_counter() - started,
+        warnings=tuple(job_warnings),
+        floor_height=floor_height,
+    )
+
+
+def _floor_warnings(far: dict[GroundRow, list[tuple[int, float]]], floor_height: float | None, job: Job) -> list[str]:
+    """One warning per ground row that starts far from the floor, with its worst frame."""
+    if not far:
+        return []
+    where = "options.floor_height" if job.options.floor_height is not None else "the lowest foot point of the first frame"
+    warnings = []
+    for row, hits in far.items():
+        frame, gap = max(hits, key=lambda hit: hit[1])
+        if len(hits) == 1:
+            how_far, when = f"{gap * 100:.0f} cm", f"at the start of frame {frame}"
+        else:
+            how_far = f"up to {gap * 100:.0f} cm"
+            when = f"at the start of {len(hits)} of {len(job.frames)} frames (farthest: frame {frame})"
+        warnings.append(
+            f"ground contact {row.label} is {how_far} from the floor (z = {floor_height:.3f} m, {where}) "
+            f"{when}: the refinement pulls it that far; check the floor height or the contact"
+        )
+    return warnings
