@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..prose_blender import runtime
+from ..prose_blender.contacts import contact_label
 
 
 class ProsePanel:
@@ -28,10 +29,7 @@ class PROSEPOSE_UL_contacts(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         row = layout.row(align=True)
         row.prop(item, "enabled", text="")
-        if item.person_a == item.person_b:
-            text = f"P{item.person_a} {item.part_a} - {item.part_b}"
-        else:
-            text = f"P{item.person_a} {item.part_a} - P{item.person_b} {item.part_b}"
+        text = contact_label(item.part_a, item.person_a, item.part_b, item.person_b)
         row.label(text=text, icon="LIGHT_HEMI" if item.source == "LMM" else "GREASEPENCIL")
         if item.source == "LMM":
             row.label(text=f"{item.count}")
@@ -84,6 +82,10 @@ class PROSEPOSE_PT_reference(ProsePanel, bpy.types.Panel):
         _draw_task(layout, "Find contacts")
         if prose.lmm_sample_count:
             layout.label(text=f"{prose.lmm_sample_count} answers, {prose.lmm_empty_count} empty")
+        row = layout.row(align=True)
+        row.prop(prose, "backoff_mode")
+        if prose.backoff_mode == "COUNT":
+            row.prop(prose, "backoff_count", text="")
 
 
 class PROSEPOSE_PT_contacts(ProsePanel, bpy.types.Panel):
@@ -126,6 +128,10 @@ class PROSEPOSE_PT_refine(ProsePanel, bpy.types.Panel):
         layout.prop(prose, "contact_strength")
         layout.prop(prose, "stay_close_strength")
         layout.prop(prose, "iterations")
+        row = layout.row(align=True)
+        row.prop(prose, "floor_mode")
+        if prose.floor_mode == "HEIGHT":
+            row.prop(prose, "floor_height", text="")
         layout.operator("prosepose.refine", icon="MOD_ARMATURE")
         _draw_task(layout, "Refine")
         if prose.result_summary:

@@ -13,12 +13,25 @@ import bpy
 from .settings import EngineSettings, ProseError, bpy_path_abs
 from .tasks import EngineTask, Message, read_json, unique_stem
 
-CONTACTS_SCHEMA_VERSION = 1
+CONTACTS_SCHEMA_VERSION = 2
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def empty_backoff(prose) -> int | None:
+    """The scene's back-off setting as the engine takes it (``--empty-backoff``, a job's
+    ``constraints.empty_backoff``): None = half of the answers, a count, or 0 = never."""
+    if prose.backoff_mode == "NEVER":
+        return 0
+    if prose.backoff_mode == "COUNT":
+        return int(prose.backoff_count)
+    return None
 
 
 @dataclass(frozen=True)
 class ContactRow:
+    """One summary row: Person ``person_a``'s ``part_a`` touches Person ``person_b``'s
+    ``part_b``, in the order (and with the sides) the answers wrote them."""
+
     key: str
     part_a: str
     person_a: int  # 1-based
@@ -33,6 +46,17 @@ class ContactsResult:
     samples_json: str
     sample_count: int
     empty_count: int
+    backed_off: bool = False
+
+
+def contact_label(part_a: str, person_a: int, part_b: str, person_b: int) -> str:
+    """A list row's text: Person 1's part first, as answered ("P1 right hand - P2 left
+    shoulder (front)"); one person's two parts (or a part and the ground) in the order given."""
+    if person_a == person_b:
+        return f"P{person_a} {part_a} - {part_b}"
+    if person_a > person_b:
+        part_a, person_a, part_b, person_b = part_b, person_b, part_a, person_a
+    return f"P{person_a} {part_a} - P{person_b} {part_b}"
 
 
 def needs_online_access(base_url: str) -> bool:
@@ -62,7 +86,7 @@ def parse_contacts(data: dict, people: int) -> ContactsResult:
         except (KeyError, TypeError, ValueError) as error:
             raise bad(f"a summary row lacks {error}") from None
     empty = sum(1 for s in samples if isinstance(s, dict) and not s.get("rows"))
-    return ContactsResult(tuple(rows), json.dumps(samples), len(samples), empty)
+    return ContactsResult(tuple(rows), json.dumps(samples), len(samples), empty, bool(data.get("backed_off", False)))
 
 
 def apply_contacts(scene: bpy.types.Scene, result: ContactsResult) -> None:
@@ -93,7 +117,9 @@ class ContactsTask(EngineTask):
         self.scene = scene
         self.image_path = image_path
         self.people = people
+        self.empty_backoff = empty_backoff(scene.prose)
         self.result: ContactsResult | None = None
+        self.notes: list[str] = []
 
     def prepare(self):
         if not self.image_path:
@@ -126,6 +152,8 @@ class ContactsTask(EngineTask):
             argv += ["--model", lmm.model]
         if lmm.base_url:
             argv += ["--base-url", lmm.base_url]
+        if self.empty_backoff is not None:
+            argv += ["--empty-backoff", str(self.empty_backoff)]
         return [self.engine_argv(*argv)]
 
     def on_event(self, event):
@@ -134,6 +162,8 @@ class ContactsTask(EngineTask):
             done = int(event.get("done", 0))
             self.progress = min(0.99, done / total)
             self.status_text = f"Find contacts: {done}/{total} answers"
+        elif event.get("event") == "contacts":
+            self.notes = [str(note) for note in event.get("notes", [])]
 
     def collect(self):
         self.result = parse_contacts(read_json(self.out_path, "contacts file"), self.people)
@@ -142,5 +172,12 @@ class ContactsTask(EngineTask):
         apply_contacts(self.scene, self.result)
         found = len(self.result.rows)
         self.messages.append(Message("INFO", f"{found} contact(s) from {self.result.sample_count} answers ({self.result.empty_count} empty)"))
-        if self.result.empty_count >= 2:
-            self.messages.append(Message("WARNING", "Several answers named no contact: the image may show none reliably"))
+        if self.result.backed_off:
+            self.messages.append(Message(
+                "WARNING",
+                f"{self.result.empty_count} of {self.result.sample_count} answers were empty: the image may show no "
+                "reliable contact, and Refine will use no language-model contact (Back off setting)",
+            ))
+        for note in self.notes:
+            if not self.result.backed_off or "answers were empty" not in note:
+                self.messages.append(Message("INFO", note))

@@ -77,6 +77,17 @@ class ProseSceneSettings(bpy.types.PropertyGroup):
     lmm_samples_json: StringProperty(name="Language-model samples", description="Parsed samples of the last Find contacts (copied into refine jobs)", default="[]", options={"HIDDEN"})
     lmm_sample_count: IntProperty(name="Samples", description="Number of language-model samples of the last Find contacts", min=0)
     lmm_empty_count: IntProperty(name="Empty samples", description="Samples that named no contact", min=0)
+    backoff_mode: EnumProperty(
+        name="Back off",
+        description="When so many answers name no contact that the image shows none reliably, Refine uses no language-model contact (artist contacts still count)",
+        items=(
+            ("HALF", "Half empty", "Back off when at least half of the answers are empty (the method's default)"),
+            ("COUNT", "At a count", "Back off when at least 'Empty answers' answers are empty"),
+            ("NEVER", "Never", "Always use the language-model contacts, however many answers are empty"),
+        ),
+        default="HALF",
+    )
+    backoff_count: IntProperty(name="Empty answers", description="Back off when this many answers or more are empty", min=1, default=10)
 
     frame_mode: EnumProperty(
         name="Frames",
@@ -89,6 +100,16 @@ class ProseSceneSettings(bpy.types.PropertyGroup):
     contact_strength: FloatProperty(name="Contact strength", description="Multiplier of the pull of the contacts", min=0.0, soft_max=10.0, default=1.0)
     stay_close_strength: FloatProperty(name="Stay-close strength", description="Multiplier of how strongly the pose stays near the original", min=0.0, soft_max=10.0, default=1.0)
     iterations: IntProperty(name="Iterations", description="Most optimizer iterations per stage", min=1, max=5000, default=1000)
+    floor_mode: EnumProperty(
+        name="Floor",
+        description="Height of the floor that ground contacts reach for",
+        items=(
+            ("AUTO", "Where they stand", "The lowest foot point of the bodies at the first refined frame"),
+            ("HEIGHT", "Height", "The floor at the height given below (world Z)"),
+        ),
+        default="AUTO",
+    )
+    floor_height: FloatProperty(name="Floor height", description="World Z of the floor for ground contacts", unit="LENGTH", default=0.0)
 
     results: CollectionProperty(type=ProseConstraintResult, name="Results", description="Per-contact distances of the last refinement")
     results_index: IntProperty(name="Active result", description="Selected result row", default=0)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import bpy
 
 from .keyframes import write_pose_action
+from .contacts import empty_backoff
 from .poses import BonePose, EnginePose, bone_pose_from_engine, read_engine_pose
 from .settings import EngineSettings, ProseError
 from .subjects import Subject, scene_subjects
@@ -84,6 +85,7 @@ def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSe
         "options": {
             "iterations": [request.iterations, request.iterations],
             "progress_every": 10,
+            "floor_height": floor_height(prose),
             # Blender's mesh and bones are built for each subject's shape, and a joint's rest
             # frame (which the rotations refer to) moves with the shape.
             "optimize_shape": False,
@@ -116,9 +118,17 @@ def _constraints(prose, people: int, strength: float) -> dict:
     return {
         "lmm_samples": samples if lmm_enabled else [],
         "disabled": disabled,
+        "empty_backoff": empty_backoff(prose),
         "lmm_weight": float(strength),
         "explicit": explicit,
     }
+
+
+def floor_height(prose) -> float | None:
+    """The job's ``options.floor_height``: None lets the engine put the floor where the
+    bodies stand (their lowest foot point at the first refined frame); a height is world Z,
+    which is the engine's frame."""
+    return float(prose.floor_height) if prose.floor_mode == "HEIGHT" else None
 
 
 @dataclass(frozen=True)

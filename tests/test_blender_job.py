@@ -52,3 +52,36 @@ def test_job_from_scene_is_valid_and_carries_poses_and_contacts(enabled_addon, t
     assert [(c.person_a, c.region_a, c.person_b, c.region_b, c.weight) for c in parsed.constraints.explicit] == [(0, "right_hand", 1, "left_shoulder", 0.5)]
     assert parsed.constraints.disabled == ("back|hand",)
     assert parsed.people[0].joint_weights["arm"] == 2.0
+
+
+def test_job_carries_the_floor_and_back_off_settings(enabled_addon, tmp_path):
+    from engine.refine.job import Job
+    from prosepose.operators.refine import refine_request
+    from prosepose.prose_blender.preferences import engine_settings
+    from prosepose.prose_blender.refine import build_job
+
+    small_rig.make_rig(tmp_path / "rig.npz")
+    assert bpy.ops.prosepose.add_body(rig_file=str(tmp_path / "rig.npz"), name="P1") == {"FINISHED"}
+    scene = bpy.context.scene
+    prose = scene.prose
+    contact = prose.contacts.add()
+    contact.source, contact.part_a, contact.person_a, contact.part_b, contact.person_b = "LMM", "hand", 1, "head", 1
+    contact.key = "hand|head"
+    schema = json.loads((REPO_ROOT / "schemas" / "job.schema.json").read_text())
+
+    def job() -> dict:
+        data = build_job(scene, refine_request(scene), engine_settings())
+        jsonschema.validate(data, schema)
+        Job.from_dict(data)
+        return data
+
+    # Defaults: the floor where the bodies stand, back-off at half of the answers (both left to the engine).
+    assert (prose.floor_mode, prose.backoff_mode) == ("AUTO", "HALF")
+    default = job()
+    assert default["options"]["floor_height"] is None and default["constraints"]["empty_backoff"] is None
+    prose.floor_mode, prose.floor_height = "HEIGHT", 0.25
+    prose.backoff_mode = "NEVER"
+    chosen = job()
+    assert chosen["options"]["floor_height"] == 0.25 and chosen["constraints"]["empty_backoff"] == 0
+    prose.backoff_mode, prose.backoff_count = "COUNT", 7
+    assert job()["constraints"]["empty_backoff"] == 7
