@@ -100,6 +100,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.body import load_body  # noqa: E402
 from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
 from engine.refine.losses import LOSS_TERMS  # noqa: E402
+from engine.refine.losses.contact import TOUCH_M  # noqa: E402
 from engine.refine.losses.geometry import axis_angle_to_matrix  # noqa: E402
 from engine.refine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
 from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
@@ -610,7 +611,8 @@ def naive_draw(regions, rng: random.Random) -> Callable[[str], list[int]]:
 
 def naive_contact(objective: ContactObjective, draw: Callable[[str], list[int]], vertices: torch.Tensor, floor: float) -> torch.Tensor:
     """The engine's contact loss (engine.refine.losses.contact: min over options of the sum over rows
-    of the min over alternatives, an LMM row's distance saturated as rho(d)) in the research
+    of the min over alternatives, an LMM row's distance saturated as rho(d), every distance
+    less the touch distance TOUCH_M) in the research
     code's scheme: vertices drawn by ``draw`` at every call, one cdist per pair in a Python
     loop, one expression per term built from scratch. vertices: (N, V, 3) the full meshes."""
     total = vertices.new_zeros(())
@@ -628,6 +630,7 @@ def naive_contact(objective: ContactObjective, draw: Callable[[str], list[int]],
                     else:
                         vb = vertices[pair.person_b, draw(pair.region_b)]
                         distance = torch.cdist(va, vb).min()
+                    distance = (distance - TOUCH_M).clamp(min=0.0)
                     alternatives.append(scale * -torch.expm1(-distance / scale) if scale else distance)
                 row_values.append(torch.stack(alternatives).min())
             option_values.append(torch.stack(row_values).sum())

@@ -338,3 +338,13 @@ def test_one_person_loss_value_is_min_over_variants_per_kept_row():
     table = {P(0, "head", 0, "left_hand"): 0.2, P(0, "head", 0, "right_hand"): 0.08}
     # one kept row (hand-head, 12 of 20), weight 100, the closer hand: 100 * 0.08
     assert loss(objective, lambda pair: table.get(pair, 9.0)) == pytest.approx(8.0)
+
+
+def test_one_person_plural_on_both_cells_pairs_each_side_with_its_own():
+    # "hands | legs" of one person: left hand on left leg and right on right, never crossed
+    # (with crossing allowed the optimizer took whichever pairing was nearer at the start).
+    options, _ = sample_options([row("hands", "legs")], 1)
+    assert options == (((P(0, "left_hand", 0, "left_leg"),), (P(0, "right_hand", 0, "right_leg"),)),)
+    # The same part twice has only the crossed pairing: a hand never pairs with itself.
+    options, _ = sample_options([row("hands", "hands")], 1)
+    assert as_sets(options) == {frozenset({frozenset({P(0, "left_hand", 0, "right_hand")})})}

@@ -584,3 +584,20 @@ def test_penetration_penalties_match_their_formulas_in_value_and_gradient():
     assert float(deepest) == pytest.approx(float(depth.max().detach()), rel=1e-12)
     for got, expected in zip(fast, slow):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_touch_distance_pulls_no_closer():
+    """With touch_m, a pair closer than it costs nothing and a farther one costs d - touch_m:
+    regions a few millimetres apart touch, and the loss does not pull one into the other."""
+    objective = ContactObjective((ContactTerm(options=(((RegionPair(0, "left_hand", 1, "head"),),),), weight=1.0, source="artist", label="x"),))
+    ids = np.arange(NUM_VERTICES)
+    index = build_contact_index(objective, HandRegions(), [ids] * 2, touch_m=0.004)
+    for gap, expected in ((0.003, 0.0), (0.05, 0.046)):
+        vertices = far_people(2)
+        put(vertices, 0, "left_hand", (0.0, 0.0, 1.0), (0.0, 0.0, 1.0))
+        put(vertices, 1, "head", (gap, 0.0, 1.0))
+        vertices.requires_grad_(True)
+        loss = contact_value(index, vertices, 0.0)
+        assert float(loss) == pytest.approx(expected, abs=1e-6)
+        loss.backward()
+        assert (float(vertices.grad.abs().sum()) == 0.0) == (expected == 0.0)

@@ -316,3 +316,14 @@ def test_penalty_over_a_fresh_search_equals_the_penalty_over_every_pair(body, st
         searched = float(evaluate(variables.search_candidates(inputs), weights)[0])
     assert every_pair > 1e-3
     assert searched == pytest.approx(every_pair, rel=1e-5)
+
+
+def test_a_stage_goes_on_while_an_open_contact_still_closes():
+    from engine.refine.optimizer import contact_still_closing
+
+    window = 20
+    closing = [0.30 - 0.002 * i for i in range(40)]  # 2 mm a step, still 22 cm open
+    assert contact_still_closing(closing, window, -1e-4, 0.01)
+    assert not contact_still_closing([0.30] * 40, window, -1e-4, 0.01)  # no progress
+    assert not contact_still_closing([0.02 - 0.0005 * i for i in range(39)] + [0.005], window, -1e-4, 0.01)  # made
+    assert not contact_still_closing(closing[:10], window, -1e-4, 0.01)  # too few steps to judge

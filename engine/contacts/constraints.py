@@ -399,6 +399,7 @@ def _add_row(expansion: _Expansion, row_index: int, row: ParsedRow, one_person: 
     cells = (row.first, row.second)
     plural_cols = [col for col, cell in enumerate(cells) if any(p.both_sides for p in cell.alternatives)]
     copies = 2 if plural_cols else 1
+    plural_bases_first = {p.base for p in cells[plural_cols[0]].alternatives if p.both_sides} if plural_cols else set()
     # Per (col, base) of an un-sided, non-plural mention: one slot shared by the copies.
     shared: dict[tuple[int, str], _Slot] = {}
     out_rows = [([], []) for _ in range(copies)]
@@ -425,9 +426,18 @@ def _add_row(expansion: _Expansion, row_index: int, row: ParsedRow, one_person: 
                 expansion.groups.setdefault(group, ([], []))[1].extend(SIDES)
                 for copy in range(copies):
                     out_rows[copy][col].append((part.base, SIDES[copy]))
+            elif part.both_sides and one_person and part.base not in plural_bases_first:
+                # A second plural cell of one person ("hands | knees", "feet | legs"): each
+                # side on its own side. Why not also crossed: a person's hands rest on their
+                # knees left on left, and with crossing allowed the optimizer took whichever
+                # pairing was nearer at the start, crossing the arms (held-out scenes).
+                expansion.groups.setdefault(group, ([], []))[1].extend(SIDES)
+                for copy in range(copies):
+                    out_rows[copy][col].append((part.base, SIDES[copy]))
             elif part.both_sides:
-                # A second plural cell ("hands | knees"): its two copies take opposite sides,
-                # chosen by the enumeration (left-left + right-right, or crossed).
+                # A second plural cell ("hands | knees" between two people, "hands | hands"
+                # of one person): its two copies take opposite sides, chosen by the
+                # enumeration (left-left + right-right, or crossed).
                 private = ("plural", row_index, col, part.base)
                 slots = [new_slot(private), new_slot(private)]
                 for copy in range(copies):
@@ -523,8 +533,10 @@ def sample_options(
 
     * An explicit side ("left hand") is used as written and never enumerated.
     * A plural ("hands", "both feet") means both sides: the row becomes two rows, one per
-      side, so both must touch. When the other cell is plural too ("hands | knees"), its two
-      copies take opposite sides and both pairings are options (same-side and crossed).
+      side, so both must touch. When the other cell is plural too ("hands | knees"), for one
+      person each side goes with its own side (left hand on left knee); between two people,
+      and for the same part twice ("hands | hands"), both pairings are options (same-side
+      and crossed).
     * Every other mention of a sided base is a free side. Mentions are grouped per person and
       base across the unit's rows (for one person the two cells are the same person, so
       "hand | hand" is a group of two). A cell listing a base among alternatives is a

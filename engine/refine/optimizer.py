@@ -106,6 +106,13 @@ class OptimizerConfig:
     optimize_shape: tuple[bool, ...] = (True, False)
     early_stop_window: int = 20
     early_stop_slope: float = -1e-4
+    # A stage does not stop while the contact term still falls faster than this (metres per
+    # step, slope over the same window) and some contact is still open: a limb on its way to
+    # a contact past another body part raises the interpenetration term while it slides along
+    # it, and the total's slope alone read that as convergence and ended the stage at its
+    # twentieth step, near the initial pose (issue 15: 8 of 14 stages on unseen scenes).
+    contact_progress_slope: float = -1e-4
+    contact_open_m: float = 0.01
     seed: int = 0
     progress_every: int = 10
     # Radians of joint rotation per unit of the optimized variable. Adam moves every variable
@@ -244,6 +251,15 @@ def stopped_falling(losses: list[float], window: int, slope: float) -> bool:
     if len(losses) < window:
         return False
     return _slope(losses[-window:]) > slope
+
+
+def contact_still_closing(contact_losses: list[float], window: int, slope: float, open_m: float) -> bool:
+    """Whether the contact term, still above ``open_m``, fell over the last ``window`` steps
+    faster than ``slope`` (metres per step, least-squares): then the stage goes on even if
+    the total no longer falls (see OptimizerConfig.contact_progress_slope)."""
+    if len(contact_losses) < window or contact_losses[-1] <= open_m:
+        return False
+    return _slope(contact_losses[-window:]) < slope
 
 
 def joint_step_scale(problem: RefineProblem, rotation_scale: float, stiffness_step_scaling: bool) -> torch.Tensor:
@@ -428,6 +444,7 @@ def refine(
         # (about 60 instead of 140 microseconds a step on the benchmark machine).
         optimizer = torch.optim.Adam(params, lr=config.learning_rates[stage], betas=config.adam_betas, fused=True)
         history: list[float] = []
+        contact_history: list[float] = []
         last_good = variables.snapshot()
         best_loss, best_state = math.inf, last_good
         total = config.max_iterations[stage]
@@ -466,9 +483,13 @@ def refine(
             optimizer.step()
             done = iteration
             history.append(float(loss.detach()))
+            if "contact" in values:
+                contact_history.append(float(values["contact"].detach()))
             if progress is not None and (iteration % config.progress_every == 0 or iteration == 1):
                 progress(Progress(stage + 1, iteration, total, {"total": history[-1], **_floats(values)}))
-            if stopped_falling(history, config.early_stop_window, config.early_stop_slope):
+            if stopped_falling(history, config.early_stop_window, config.early_stop_slope) and not contact_still_closing(
+                contact_history, config.early_stop_window, config.contact_progress_slope, config.contact_open_m
+            ):
                 break
         # Adam's momentum can carry the last steps past the optimum: a stage ends in the best
         # state it visited (the last good one if it never improved).

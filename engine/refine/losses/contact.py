@@ -65,6 +65,7 @@ class ContactIndex:
     term_options: (T, Q) long into options; term_mask: (T, Q) bool.
     term_weights: (T,) float.
     term_saturation: (T,) float: 0 for a plain distance, s > 0 for the saturating rho.
+    touch_m: distance at which two regions count as touching in the loss (see contact_value).
     """
 
     pairs: tuple[RegionPair, ...]
@@ -83,6 +84,7 @@ class ContactIndex:
     term_mask: torch.Tensor
     term_weights: torch.Tensor
     term_saturation: torch.Tensor | None = None
+    touch_m: float = 0.0
 
     @property
     def num_terms(self) -> int:
@@ -117,6 +119,7 @@ def build_contact_index(
     regions: RegionVertices,
     needed_vertices: Sequence[np.ndarray],
     lmm_saturation_m: float | None = None,
+    touch_m: float = 0.0,
 ) -> ContactIndex:
     """Turn ``objective`` into padded index tensors.
 
@@ -125,6 +128,7 @@ def build_contact_index(
 
     needed_vertices: per person, the sorted (V'_p,) mesh vertex ids that the posed-vertex
         tensor of that person holds (they must include every subsample the pairs use).
+    touch_m: see ContactIndex.touch_m (the engine's problems use TOUCH_M).
     """
     pairs = objective.pairs()
     pair_slot = {pair: i for i, pair in enumerate(pairs)}
@@ -172,6 +176,7 @@ def build_contact_index(
         term_options=term_index,
         term_mask=term_mask,
         term_weights=torch.tensor([t.weight for t in objective.terms], dtype=torch.float32),
+        touch_m=float(touch_m),
         term_saturation=torch.tensor(
             [lmm_saturation_m if (lmm_saturation_m and t.source == "lmm") else 0.0 for t in objective.terms],
             dtype=torch.float32,
@@ -192,6 +197,14 @@ def _flat_rows(index: ContactIndex, count: int) -> tuple[torch.Tensor, ...]:
         cached = (count, rows_a, rows_b, rows_a.reshape(-1), rows_b.reshape(-1), ~index.mask_a, ~index.mask_b, pairs)
         object.__setattr__(index, "_flat_rows", cached)
     return cached[1:]
+
+
+# Two regions this close (metres) touch: the engine's problems pull no closer
+# (ContactIndex.touch_m). Why: the regions are subsamples a few millimetres apart, and a pull
+# down to zero drew a hand's vertex in between a knee's sample vertices, sinking the hand into
+# the knee against the interpenetration term; 4 mm between subsamples is well within the
+# 1 cm a contact is judged by on the full regions.
+TOUCH_M = 0.004
 
 
 def pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
@@ -285,6 +298,8 @@ def contact_value(index: ContactIndex, vertices: torch.Tensor, floor_height: flo
     if index.num_terms == 0:
         return vertices.new_zeros(())
     distances = pair_distances(index, vertices, floor_height)
+    if index.touch_m > 0.0:
+        distances = (distances - index.touch_m).clamp(min=0.0)
     plain_weights, robust_weights, scale = _term_weight_split(index)
     value = None
     if plain_weights is not None:

@@ -41,7 +41,12 @@ TOLERANCE_M = 0.005
 # slope reads as convergence: the stage ends with the contact open. At this scale a few
 # vertices a centimetre deep still push back harder than a contact pulls.
 DEPTH_SCALE_M = 0.05
-ADJACENT_HOPS = 3
+# Within one body, bones this close in the kinematic tree are not tested against each other.
+# 5, not 3: an upper arm is 4-5 steps from the chest (spine02), whose capsule reaches into the
+# armpit; arms brought forward into a hug sank 2 cm into it by the proxies, the penalty
+# outweighed the contact and the stage stopped near the initial pose (held-out scenes). A
+# forearm or hand is 6 or more steps from the trunk and still tested.
+ADJACENT_HOPS = 5
 REST_NEAR_M = 0.03
 MIN_CAPSULE_VERTICES = 30
 # Percentile of the fitted vertices' distances to the segment used as the radius: 25 keeps
