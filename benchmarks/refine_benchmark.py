@@ -108,6 +108,7 @@ from engine.refine.optimizer import OptimizationVariables, OptimizerConfig, Peop
 from engine.refine.problem import LMM_SATURATION_M, BodyStatics, PersonOptions, build_problem  # noqa: E402
 from engine.body.region_map import REGION_RULES_VERSION, body_regions  # noqa: E402
 from engine.body.regions import GROUND, composite_members  # noqa: E402
+from engine.synth.poses import turn_joints as synth_turn_joints  # noqa: E402
 
 NUM_SAMPLES = 20
 FLOOR = 0.0
@@ -295,21 +296,10 @@ def placement_state(body, case: Case) -> PeopleState:
 
 
 def turn_joints(body, state: PeopleState, case: Case) -> PeopleState:
-    """Apply the case's hand-set ``seed_turns`` in order: each rotates one joint (and so its
-    subtree) about the joint by a rotation vector given in degrees in the person's own frame
-    (x to the person's left, y backward, z up), i.e. as the posed body is seen, whatever the
-    joint's local axes are. A turn of a joint whose local rotation is L, with posed world
-    frame W, sets L' = L W^T Q W (Q the turn in world axes), so W' = Q W."""
-    rotations = state.local_rotations.clone()
-    for person, joint_name, degrees in case.seed_turns:
-        joint = body.joint_names.index(joint_name)
-        with torch.no_grad():
-            frames = body.forward(rotations, state.root_translation, state.shape).joint_frames
-        world = frames[person, joint, :3, :3]
-        yaw = axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.radians(case.placement[person][2])], dtype=torch.float32))
-        turn = yaw @ axis_angle_to_matrix(torch.tensor(np.radians(degrees), dtype=torch.float32)) @ yaw.T
-        rotations[person, joint] = rotations[person, joint] @ world.T @ turn @ world
-    return PeopleState(rotations, state.root_translation.clone(), state.shape.clone())
+    """Apply the case's hand-set ``seed_turns`` in order, each a rotation vector in degrees in
+    the person's own frame (x to the person's left, y backward, z up): see
+    engine.synth.poses.turn_joints, shared with the held-out scene generator."""
+    return synth_turn_joints(body, state, case.seed_turns, [yaw for _, _, yaw in case.placement])
 
 
 def seed_state(body, case: Case) -> PeopleState:
