@@ -111,8 +111,10 @@ class OptimizerConfig:
     # a contact past another body part raises the interpenetration term while it slides along
     # it, and the total's slope alone read that as convergence and ended the stage at its
     # twentieth step, near the initial pose (issue 15: 8 of 14 stages on unseen scenes).
-    contact_progress_slope: float = -1e-4
-    contact_open_m: float = 0.01
+    # (Not in repr: the benchmark's stored cases are keyed by the repr of their ground-truth
+    # configs, which never stop early, so these two do not change what those cases are.)
+    contact_progress_slope: float = field(default=-1e-4, repr=False)
+    contact_open_m: float = field(default=0.01, repr=False)
     seed: int = 0
     progress_every: int = 10
     # Radians of joint rotation per unit of the optimized variable. Adam moves every variable
