@@ -1,4 +1,5 @@
-"""SMPL-X on the user's own model file, loaded by the real ``smplx`` package.
+"""SMPL-X on the user's own model file, loaded by the real ``smplx`` package from arrays this
+engine has read without running code from the file (``engine.body.model_file``).
 
 The model file is licensed: it comes from the SMPL-X website under its licence, the user points
 the engine at it, and the project never ships, copies or downloads it. Only derived data that is
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sys
+import tempfile
 import zipfile
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 
 from engine.body.base import BodyModel, BodyOutput
+from engine.body.model_file import ModelFileError, read_model_arrays
 from engine.errors import BodyModelError
 from engine.body.kinematics import (
     KinematicTree,
@@ -78,9 +81,11 @@ def _model_error(path, problem: str) -> BodyModelError:
     return BodyModelError(f"SMPL-X model file {path}: {problem}. {MODEL_FILE_HINT}")
 
 
-def check_smplx_file(model_path: str | Path | None) -> Path:
-    """Check that ``model_path`` is a readable SMPL-X ``.npz`` with every key and shape the
-    loader needs; return it as a Path. Raises BodyModelError (one line naming the file)."""
+def read_smplx_model(model_path: str | Path | None) -> tuple[Path, dict[str, np.ndarray]]:
+    """Read the user's SMPL-X model file (``.npz``, or the ``.pkl`` of the official
+    distribution) without running any code from it (``engine.body.model_file``), check every
+    key and shape the loader needs, and return the path and those arrays (nothing else of the
+    file). Raises BodyModelError (one line naming the file)."""
     if model_path is None or str(model_path) == "":
         raise BodyModelError(f"the smplx body needs an SMPL-X model file (--model-file). {MODEL_FILE_HINT}")
     path = Path(model_path).expanduser()
@@ -89,35 +94,58 @@ def check_smplx_file(model_path: str | Path | None) -> Path:
     if path.is_dir():
         raise _model_error(path, "is a folder; give the .npz file itself")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            missing = sorted(set(_REQUIRED_KEYS) - keys)
-            if missing:
-                raise _model_error(path, f"lacks {', '.join(missing)} (not an SMPL-X .npz model?)")
-            vertex_count = None
-            for key, expected in _REQUIRED_KEYS.items():
-                array = data[key]
-                if vertex_count is None and key == "v_template":
-                    vertex_count = array.shape[0]
-                wanted = tuple(vertex_count if d == "V" else d for d in expected)
-                if array.ndim != len(wanted) or any(w is not None and w != a for w, a in zip(wanted, array.shape)):
-                    raise _model_error(path, f"{key} has shape {array.shape}, expected {wanted}")
-                if not np.issubdtype(array.dtype, np.number):
-                    raise _model_error(path, f"{key} is not numeric")
-    except BodyModelError:
-        raise
+        data = read_model_arrays(path)
+    except ModelFileError as error:
+        raise _model_error(path, str(error)) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise _model_error(path, f"cannot be read as an .npz archive ({reason})") from None
+    missing = sorted(set(_REQUIRED_KEYS) - set(data))
+    if missing:
+        raise _model_error(path, f"lacks {', '.join(missing)} (not an SMPL-X .npz model?)")
+    vertex_count = None
+    for key, expected in _REQUIRED_KEYS.items():
+        array = data[key]
+        if vertex_count is None and key == "v_template":
+            vertex_count = array.shape[0]
+        wanted = tuple(vertex_count if d == "V" else d for d in expected)
+        if array.ndim != len(wanted) or any(w is not None and w != a for w, a in zip(wanted, array.shape)):
+            raise _model_error(path, f"{key} has shape {array.shape}, expected {wanted}")
+        if not np.issubdtype(array.dtype, np.number):
+            raise _model_error(path, f"{key} is not numeric")
     if vertex_count != SMPLX_NUM_VERTICES:
         raise _model_error(path, f"has {vertex_count} vertices, SMPL-X has {SMPLX_NUM_VERTICES}")
-    return path
+    return path, {key: data[key] for key in _REQUIRED_KEYS}
+
+
+def check_smplx_file(model_path: str | Path | None) -> Path:
+    """Check that ``model_path`` is a safe, readable SMPL-X model file with every key and shape
+    the loader needs; return it as a Path. Raises BodyModelError (one line naming the file)."""
+    return read_smplx_model(model_path)[0]
+
+
+def _smplx_layer(arrays: dict[str, np.ndarray], num_betas: int):
+    """The ``smplx`` package's SMPLXLayer built from arrays this engine has already read
+    safely. The package opens model files itself, with ``allow_pickle=True`` and without a way
+    to pass arrays to SMPLX's constructor, so it gets a private temporary ``.npz`` that this
+    engine writes from those numeric arrays only (no object can be in it), deleted at once."""
+    import smplx
+
+    with tempfile.TemporaryDirectory(prefix="prosepose-smplx-") as folder:
+        sanitized = Path(folder) / "SMPLX_SANITIZED.npz"
+        with open(sanitized, "wb") as stream:
+            np.savez(stream, **arrays)
+        # The smplx package prints notices on stdout, which carries the engine's JSON lines.
+        with contextlib.redirect_stdout(sys.stderr):
+            layer = smplx.SMPLXLayer(model_path=str(sanitized), num_betas=num_betas, dtype=torch.float64)
+    return layer, getattr(smplx, "__version__", "unknown")
 
 
 class SmplxBody(BodyModel):
     """SMPL-X behind the engine's body interface (see module docstring).
 
-    model_path: the user's SMPL-X ``.npz`` file.
+    model_path: the user's SMPL-X ``.npz`` (or ``.pkl``) file, read without running code from
+        it (``read_smplx_model``).
     pose_correctives: add SMPL-X's pose corrective offsets (default False = pure LBS, what
         Blender's armature shows).
     num_betas: number of shape coefficients exposed (the first ones of the file's shape space).
@@ -132,16 +160,12 @@ class SmplxBody(BodyModel):
         num_betas: int = 10,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        path = check_smplx_file(model_path)
+        path, arrays = read_smplx_model(model_path)
         self.model_path = path
         self.pose_correctives = pose_correctives
         self.dtype = dtype
         try:
-            import smplx
-
-            # The smplx package prints notices on stdout, which carries the engine's JSON lines.
-            with contextlib.redirect_stdout(sys.stderr):
-                layer = smplx.SMPLXLayer(model_path=str(path), num_betas=num_betas, dtype=torch.float64)
+            layer, smplx_version = _smplx_layer(arrays, num_betas)
         except BodyModelError:
             raise
         except Exception as error:  # noqa: BLE001 - any loader failure is a bad model file
@@ -149,7 +173,7 @@ class SmplxBody(BodyModel):
         parents = layer.parents.tolist()
         if tuple(int(p) for p in parents) != SMPLX_PARENTS:
             raise _model_error(path, "its kinematic tree is not SMPL-X's")
-        self.smplx_version = getattr(smplx, "__version__", "unknown")
+        self.smplx_version = smplx_version
         self.joint_names = SMPLX_JOINT_NAMES
         self.parents = SMPLX_PARENTS
         self.num_betas = int(layer.num_betas)

@@ -12,5 +12,6 @@ def add_body_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-file",
         default=None,
-        help="SMPL-X model file (.npz) for --body smplx: your own copy from the SMPL-X website",
+        help="SMPL-X model file (.npz, or the official .pkl) for --body smplx: your own copy from the SMPL-X "
+        "website; it is read as numbers only (a file holding pickled objects is refused)",
     )
