@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 
 # Blender 4.2 LTS smoke run: registration, bodies, keyframe write-back (4.2's fcurves API),
-# region display, panels, zip install and engine failure handling, on bpy 4.2.0.
+# region display, panels, zip install, engine failure handling and issue 16 items 1-3
+# (bodies on the floor, refinement layer, contact labels), on bpy 4.2.0.
 VENV42 := .venv-42
 STAMP42 := $(VENV42)/.installed-$(shell sha256sum requirements/smoke-42.txt | cut -c1-16)
 SMOKE42_TESTS := tests/test_addon_registration.py tests/test_blender_bodies.py tests/test_blender_panels.py \
-	tests/test_blender_extension_zip.py tests/test_blender_engine_failures.py
+	tests/test_blender_extension_zip.py tests/test_blender_engine_failures.py tests/test_blender_animator.py
 
 $(STAMP42): requirements/smoke-42.txt
 	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)

@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from ..prose_blender import amass
+from ..prose_blender import amass, layers
 from ..prose_blender.preferences import engine_settings
 from ..prose_blender.refine import RefineRequest, RefineTask
 from ..prose_blender.settings import ProseError
@@ -23,7 +23,7 @@ def refine_request(scene) -> RefineRequest:
         frames = tuple(range(prose.frame_start, prose.frame_end + 1))
     else:
         frames = (scene.frame_current,)
-    return RefineRequest(frames, prose.contact_strength, prose.stay_close_strength, prose.iterations)
+    return RefineRequest(frames, prose.contact_strength, prose.stay_close_strength, prose.iterations, prose.ease_frames)
 
 
 class PROSEPOSE_OT_refine(TaskOperatorMixin, bpy.types.Operator):
@@ -40,6 +40,31 @@ class PROSEPOSE_OT_refine(TaskOperatorMixin, bpy.types.Operator):
 
     def create_task(self, context):
         return RefineTask(engine_settings(context), context.scene, refine_request(context.scene))
+
+
+class PROSEPOSE_OT_remove_refinement(bpy.types.Operator):
+    """Remove the refinement of every subject: its track, its actions and whatever the first refinement added, so the original animation plays exactly as it was"""
+
+    bl_idname = "prosepose.remove_refinement"
+    bl_label = "Remove refinement"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return any(layers.refinement_track(o) is not None for o in context.scene.objects if o.type == "ARMATURE")
+
+    def execute(self, context):
+        scene = context.scene
+        removed = [o.name for o in scene.objects if o.type == "ARMATURE" and layers.remove_refinement(scene, o)]
+        if not removed:
+            self.report({"WARNING"}, "No refinement to remove")
+            return {"CANCELLED"}
+        prose = scene.prose
+        prose.results.clear()
+        prose.result_details.clear()
+        prose.result_summary = ""
+        self.report({"INFO"}, f"Removed the refinement of {', '.join(removed)}")
+        return {"FINISHED"}
 
 
 class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
@@ -76,7 +101,7 @@ class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-classes = (PROSEPOSE_OT_refine, PROSEPOSE_OT_export_smplx)
+classes = (PROSEPOSE_OT_refine, PROSEPOSE_OT_remove_refinement, PROSEPOSE_OT_export_smplx)
 
 
 def register():

@@ -37,6 +37,17 @@ class PROSEPOSE_UL_contacts(bpy.types.UIList):
             row.prop(item, "weight", text="")
 
 
+def result_text(item) -> str:
+    """A result row's distances: "12.3 -> 0.4 cm" for one frame; for a range the worst frame
+    and how many frames are within 1 cm."""
+    if not item.measured:
+        return "not measured"
+    text = f"{item.before * 100:.1f} -> {item.after * 100:.1f} cm"
+    if item.frame_count > 1:
+        text += f" (worst: frame {item.frame}), {item.within}/{item.frame_count} frames within 1 cm"
+    return text
+
+
 class PROSEPOSE_UL_results(bpy.types.UIList):
     """Distance of each contact before and after the last refinement"""
 
@@ -44,7 +55,18 @@ class PROSEPOSE_UL_results(bpy.types.UIList):
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         row = layout.row()
-        row.label(text=item.label)
+        row.label(text=item.label, icon="LIGHT_HEMI" if item.source == "lmm" else "GREASEPENCIL")
+        row.label(text=result_text(item))
+
+
+class PROSEPOSE_UL_result_details(bpy.types.UIList):
+    """The engine's terms per refined frame"""
+
+    bl_idname = "PROSEPOSE_UL_result_details"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        row = layout.row()
+        row.label(text=f"{item.frame}: {item.label}")
         row.label(text=f"{item.before * 100:.1f} -> {item.after * 100:.1f} cm")
 
 
@@ -132,12 +154,21 @@ class PROSEPOSE_PT_refine(ProsePanel, bpy.types.Panel):
         row.prop(prose, "floor_mode")
         if prose.floor_mode == "HEIGHT":
             row.prop(prose, "floor_height", text="")
+        layout.prop(prose, "ease_frames")
         layout.operator("prosepose.refine", icon="MOD_ARMATURE")
         _draw_task(layout, "Refine")
         if prose.result_summary:
             layout.label(text=prose.result_summary)
         if len(prose.results):
             layout.template_list("PROSEPOSE_UL_results", "", prose, "results", prose, "results_index", rows=3)
+        if len(prose.result_details):
+            layout.prop(prose, "show_result_details")
+            if prose.show_result_details:
+                layout.template_list("PROSEPOSE_UL_result_details", "", prose, "result_details", prose, "result_details_index", rows=4)
+        if bpy.ops.prosepose.remove_refinement.poll():
+            row = layout.row(align=True)
+            row.prop(prose, "refinement_influence", slider=True)
+            row.operator("prosepose.remove_refinement", icon="TRASH", text="")
 
 
 class PROSEPOSE_PT_export(ProsePanel, bpy.types.Panel):
@@ -154,6 +185,7 @@ class PROSEPOSE_PT_export(ProsePanel, bpy.types.Panel):
 classes = (
     PROSEPOSE_UL_contacts,
     PROSEPOSE_UL_results,
+    PROSEPOSE_UL_result_details,
     PROSEPOSE_PT_subjects,
     PROSEPOSE_PT_reference,
     PROSEPOSE_PT_contacts,

@@ -168,3 +168,56 @@ def mesh_regions(mesh: bpy.types.Mesh) -> dict[str, np.ndarray]:
     offsets = np.asarray(data["offsets"], dtype=np.int64)
     ids = np.asarray(data["vertex_ids"], dtype=np.int64)
     return {name: ids[offsets[i]: offsets[i + 1]] for i, name in enumerate(names)}
+
+
+# Add body: a new body stands on the floor (z = 0); Person 2 stands this far in front of
+# Person 1, facing it.
+STEP_M = 0.9
+_FRONT = ("chest", "stomach", "waist_front")
+_BACK = ("back", "waist_back")
+
+
+def _facing(points: np.ndarray, regions: dict[str, np.ndarray]) -> np.ndarray:
+    """Unit XY direction a body faces: from its back regions to its front regions (world
+    frame); -Y (Blender's front view) when the body has no such regions."""
+    front = [regions[n] for n in _FRONT if n in regions and len(regions[n])]
+    back = [regions[n] for n in _BACK if n in regions and len(regions[n])]
+    if front and back:
+        direction = points[np.concatenate(front)].mean(0) - points[np.concatenate(back)].mean(0)
+        direction[2] = 0.0
+        length = float(np.linalg.norm(direction))
+        if length > 1e-6:
+            return direction / length
+    return np.array([0.0, -1.0, 0.0])
+
+
+def _world_points(mesh_object: bpy.types.Object, armature: bpy.types.Object) -> np.ndarray:
+    """Rest (undeformed) vertices of a body mesh in world space (the mesh sits on its
+    armature with an identity local transform; the armature's matrix is up to date even
+    before the scene is evaluated)."""
+    mesh = mesh_object.data
+    co = np.zeros(len(mesh.vertices) * 3)
+    mesh.vertices.foreach_get("co", co)
+    matrix = np.asarray(armature.matrix_world)
+    return co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def place_new_body(built: BuiltBody, partner: bpy.types.Object | None) -> None:
+    """Stand a new body on the floor (its lowest vertex at z = 0) and, when ``partner`` (Person
+    1's armature) is given, a step in front of it, facing it."""
+    model_to_world = Matrix(np.asarray(built.armature.matrix_world)[:3, :3].tolist())
+    points = _world_points(built.mesh, built.armature)  # the armature is still at the origin
+    translation = np.zeros(3)
+    rotation = Matrix.Identity(3)
+    if partner is not None and body_mesh(partner) is not None:
+        partner_mesh = body_mesh(partner)
+        partner_facing = _facing(_world_points(partner_mesh, partner), mesh_regions(partner_mesh.data))
+        own_facing = _facing(points, mesh_regions(built.mesh.data))
+        turn = np.arctan2(-partner_facing[1], -partner_facing[0]) - np.arctan2(own_facing[1], own_facing[0])
+        rotation = Matrix.Rotation(float(turn), 3, "Z")
+        translation[:2] = np.asarray(partner.matrix_world.translation)[:2] + STEP_M * partner_facing[:2]
+        points = points @ np.asarray(rotation).T
+    translation[2] = -float(points[:, 2].min())
+    world = (rotation @ model_to_world).to_4x4()
+    world.translation = translation.tolist()
+    built.armature.matrix_world = world

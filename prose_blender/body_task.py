@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .bodies import build_body
+from .bodies import build_body, place_new_body
 from .rig import Rig, load_rig
 from .settings import EngineSettings, ProseError, bpy_path_abs, smplx_model_file
 from .tasks import EngineTask, Message
@@ -26,6 +26,11 @@ class AddBodyTask(EngineTask):
 
     def prepare(self):
         self.model_file = ""
+        if self.scene_full():
+            raise ProseError(
+                "Person 1 and Person 2 are both set and ProsePose works with one or two people: "
+                "clear Person 2 (or Person 1) in the Subjects panel to add another body"
+            )
         if self.rig_file:
             self.rig_path = Path(bpy_path_abs(self.rig_file))
             return
@@ -39,6 +44,12 @@ class AddBodyTask(EngineTask):
         folder = self.settings.work_dir() / "rigs"
         folder.mkdir(exist_ok=True)
         self.rig_path = folder / f"rig-{self.kind}-{digest}.npz"
+
+    def scene_full(self) -> bool:
+        import bpy
+
+        prose = bpy.context.scene.prose
+        return prose.person_1 is not None and prose.person_2 is not None
 
     def commands(self):
         if self.rig_file or self.rig_path.is_file():
@@ -57,6 +68,8 @@ class AddBodyTask(EngineTask):
         collection = context.collection or context.scene.collection
         self.built = build_body(self.rig, self.name, collection, self.model_file)
         prose = context.scene.prose
+        # On the floor; Person 2 a step in front of Person 1, facing it.
+        place_new_body(self.built, prose.person_1 if prose.person_2 is None else None)
         if prose.person_1 is None:
             prose.person_1 = self.built.armature
         elif prose.person_2 is None:

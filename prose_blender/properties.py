@@ -51,12 +51,23 @@ class ProseContact(bpy.types.PropertyGroup):
 
 
 class ProseConstraintResult(bpy.types.PropertyGroup):
-    """Distance of one contact term before and after the last refinement."""
+    """Distance of one contact before and after the last refinement (at its worst frame for a
+    frame range), or one of the engine's terms at one frame (details)."""
 
-    label: StringProperty(name="Contact", description="The contact term")
+    label: StringProperty(name="Contact", description="The contact, as in the contact list (details: the engine's term)")
     source: StringProperty(name="Source", description="Language model or artist")
     before: FloatProperty(name="Before", description="Distance before refinement", unit="LENGTH")
     after: FloatProperty(name="After", description="Distance after refinement", unit="LENGTH")
+    frame: IntProperty(name="Frame", description="The frame (for a range: the frame where the contact is farthest after refinement)")
+    frame_count: IntProperty(name="Frames", description="How many frames were refined", min=0)
+    within: IntProperty(name="Within 1 cm", description="How many refined frames have this contact within 1 cm", min=0)
+    measured: BoolProperty(name="Measured", description="False when a part names no region of its body", default=True)
+
+
+def _influence_changed(self, context):
+    from .layers import set_influence
+
+    set_influence(context.scene, self.refinement_influence)
 
 
 class ProseSceneSettings(bpy.types.PropertyGroup):
@@ -104,15 +115,25 @@ class ProseSceneSettings(bpy.types.PropertyGroup):
         name="Floor",
         description="Height of the floor that ground contacts reach for",
         items=(
+            ("HEIGHT", "Height", "The floor at the height given (world Z; Add body stands new bodies on z = 0, the default)"),
             ("AUTO", "Where they stand", "The lowest foot point of the bodies at the first refined frame"),
-            ("HEIGHT", "Height", "The floor at the height given below (world Z)"),
         ),
-        default="AUTO",
+        default="HEIGHT",
     )
-    floor_height: FloatProperty(name="Floor height", description="World Z of the floor for ground contacts", unit="LENGTH", default=0.0)
+    floor_height: FloatProperty(name="Floor height", description="World Z of the floor for ground contacts (Add body stands new bodies on z = 0)", unit="LENGTH", default=0.0)
+
+    ease_frames: IntProperty(name="Ease frames", description="Frames on each side of the refined frames over which the correction fades into the untouched animation (0: only the refined frames change)", min=0, soft_max=24, default=3)
+    refinement_influence: FloatProperty(
+        name="Influence",
+        description="How much of the refinement is shown (0: the original animation, 1: the refinement); compare them with this slider",
+        min=0.0, max=1.0, default=1.0, subtype="FACTOR", update=_influence_changed,
+    )
 
     results: CollectionProperty(type=ProseConstraintResult, name="Results", description="Per-contact distances of the last refinement")
     results_index: IntProperty(name="Active result", description="Selected result row", default=0)
+    result_details: CollectionProperty(type=ProseConstraintResult, name="Result details", description="The engine's terms per refined frame")
+    result_details_index: IntProperty(name="Active detail", description="Selected detail row", default=0)
+    show_result_details: BoolProperty(name="Details", description="Show the engine's terms per refined frame", default=False)
     result_summary: StringProperty(name="Summary", description="Outcome of the last refinement")
     refined_action: PointerProperty(name="Refined action", description="Action written by the last refinement", type=bpy.types.Action)
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import bpy
 
-from .keyframes import write_pose_action
 from .contacts import empty_backoff
+from .distances import contact_distances, contact_labels
+from .layers import original_poses, write_refinement
 from .poses import BonePose, EnginePose, bone_pose_from_engine, read_engine_pose
 from .settings import EngineSettings, ProseError
 from .subjects import Subject, scene_subjects
@@ -28,6 +29,7 @@ class RefineRequest:
     contact_strength: float = 1.0
     stay_close_strength: float = 1.0
     iterations: int = 1000
+    ease_frames: int = 0
 
 
 def _model_path(subject: Subject, settings: EngineSettings) -> str | None:
@@ -38,9 +40,10 @@ def _model_path(subject: Subject, settings: EngineSettings) -> str | None:
     raise ProseError(f"{subject.armature.name} is an SMPL-X body without a model file: set the SMPL-X model folder and add the body again")
 
 
-def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSettings) -> dict:
+def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSettings, measured: list | None = None) -> dict:
     """The job dictionary (schemas/job.schema.json) for the scene's subjects at ``frames``.
-    Reads poses by stepping the scene's frame and restores the frame afterwards."""
+    Reads the original poses (never an earlier refinement: the refinement layers are muted)
+    by stepping the scene's frame and restores the frame afterwards."""
     subjects = scene_subjects(scene)
     if not subjects:
         raise ProseError("No subjects: add a body (Subjects panel) and pick it as Person 1")
@@ -55,20 +58,34 @@ def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSe
     original_frame = scene.frame_current
     frames = []
     try:
-        for frame in request.frames:
-            scene.frame_set(frame)
-            people = []
-            for subject in subjects:
-                pose = read_engine_pose(subject.armature, subject.info)
-                people.append({
-                    "shape": list(subject.info.shape),
-                    "rotations": {name: list(q) for name, q in pose.rotations.items()},
-                    "root_translation": list(pose.root_translation),
-                })
-            frames.append({"frame": int(frame), "people": people})
+        with original_poses([s.armature for s in subjects]):
+            frames = _read_frames(scene, request, subjects, measured)
     finally:
         scene.frame_set(original_frame)
+    return _job(subjects, request, frames, constraints, prose, settings)
 
+
+def _read_frames(scene, request: RefineRequest, subjects: list[Subject], measured: list | None = None) -> list[dict]:
+    """The job's frames; ``measured`` (when given) receives each frame's contact distances
+    (ground contacts: the region's lowest z, the floor is subtracted later)."""
+    frames = []
+    for frame in request.frames:
+        scene.frame_set(frame)
+        people = []
+        for subject in subjects:
+            pose = read_engine_pose(subject.armature, subject.info)
+            people.append({
+                "shape": list(subject.info.shape),
+                "rotations": {name: list(q) for name, q in pose.rotations.items()},
+                "root_translation": list(pose.root_translation),
+            })
+        frames.append({"frame": int(frame), "people": people})
+        if measured is not None:
+            measured.append(contact_distances(scene, subjects, 0.0))
+    return frames
+
+
+def _job(subjects, request, frames, constraints, prose, settings) -> dict:
     people_settings = []
     for subject in subjects:
         entry = {"name": subject.armature.name, "movable": subject.movable, "pinned_joints": []}
@@ -201,11 +218,16 @@ class RefineTask(EngineTask):
         self.subjects: list[Subject] = []
         self.refined: list[RefinedFrame] = []
         self.warnings: list[str] = []
+        self.before: list[list[float | None]] = []
+        self.floor_used: float | None = None
 
     def prepare(self):
         self.settings.interpreter()
         self.subjects = scene_subjects(self.scene)
-        job = build_job(self.scene, self.request, self.settings)
+        self.labels = contact_labels(self.scene)
+        self.before = []
+        job = build_job(self.scene, self.request, self.settings, self.before)
+        self.floor_used = job["options"]["floor_height"]
         stem = unique_stem("refine")
         folder = self.settings.work_dir()
         self.job_path = folder / f"{stem}-job.json"
@@ -231,30 +253,73 @@ class RefineTask(EngineTask):
     def collect(self):
         data = read_json(self.result_path, "result file")
         self.refined, self.warnings = parse_result(data, self.subjects, self.request.frames)
+        floor = data.get("floor_height")
+        if self.floor_used is None and isinstance(floor, (int, float)) and math.isfinite(floor):
+            self.floor_used = float(floor)
 
     def apply(self, context):
         scene = self.scene
+        prose = scene.prose
+        frames = [r.frame for r in self.refined]
         # Everything is checked; from here on only writes.
         for subject in self.subjects:
             if not subject.movable:
                 continue
-            frames = [r.frame for r in self.refined]
             bone_poses: list[BonePose] = [bone_pose_from_engine(subject.armature, subject.info, r.poses[subject.index]) for r in self.refined]
-            written = write_pose_action(subject.armature, frames, bone_poses, f"{subject.armature.name}_refined")
-            scene.prose.refined_action = written.action
-        results = scene.prose.results
+            write_refinement(scene, subject.armature, frames, bone_poses, self.request.ease_frames, prose.refinement_influence)
+        after = self._measure_after(frames)
+        self._fill_results(after)
+        warnings = self.warnings + [w for r in self.refined for w in r.warnings]
+        summary = f"Refined {len(self.refined)} frame(s) of {sum(s.movable for s in self.subjects)} person(s)"
+        prose.result_summary = summary
+        for warning in warnings:
+            self.messages.append(Message("WARNING", warning))
+        self.messages.append(Message("INFO", summary + "; the result is on the track 'ProsePose refinement' (Remove refinement undoes it)"))
+
+    def _measure_after(self, frames: list[int]) -> list[list[float | None]]:
+        scene = self.scene
+        current = scene.frame_current
+        out = []
+        try:
+            for frame in frames:
+                scene.frame_set(frame)
+                out.append(contact_distances(scene, self.subjects, 0.0))
+        finally:
+            scene.frame_set(current)
+        return out
+
+    def _fill_results(self, after: list[list[float | None]]) -> None:
+        """One row per contact of the list (before -> after; for a range its worst frame and
+        how many frames are within 1 cm), and the engine's terms per frame as details."""
+        prose = self.scene.prose
+        floor = self.floor_used
+        results = prose.results
         results.clear()
+        for index, (label, source) in enumerate(self.labels):
+            ground = label.endswith(" - ground")
+            rows = []
+            for number, (b, a) in enumerate(zip(self.before, after)):
+                b, a = b[index], a[index]
+                if b is None or a is None or (ground and floor is None):
+                    continue
+                if ground:
+                    b, a = b - floor, a - floor
+                rows.append((self.refined[number].frame, b, a))
+            row = results.add()
+            row.label, row.source = label, source.lower()
+            row.frame_count = len(self.refined)
+            row.measured = bool(rows)
+            if rows:
+                frame, b, a = max(rows, key=lambda r: abs(r[2]))
+                row.frame, row.before, row.after = frame, b, a
+                row.within = sum(1 for r in rows if abs(r[2]) <= 0.01)
+        details = prose.result_details
+        details.clear()
         for refined in self.refined:
             for constraint in refined.constraints:
-                row = results.add()
+                row = details.add()
+                row.frame = refined.frame
                 row.label = str(constraint.get("label", ""))
                 row.source = str(constraint.get("source", ""))
                 row.before = float(constraint.get("before_m", 0.0))
                 row.after = float(constraint.get("after_m", 0.0))
-        warnings = self.warnings + [w for r in self.refined for w in r.warnings]
-        summary = f"Refined {len(self.refined)} frame(s) of {sum(s.movable for s in self.subjects)} person(s)"
-        scene.prose.result_summary = summary
-        scene.frame_set(scene.frame_current)
-        for warning in warnings:
-            self.messages.append(Message("WARNING", warning))
-        self.messages.append(Message("INFO", summary + "; the result is on a new NLA track"))

@@ -52,7 +52,7 @@ def two_people(enabled_addon, tmp_path):
     scene = bpy.context.scene
     # Face to face, 0.9 m apart (Anny faces -Y): Person 2 is turned round by its object
     # transform, which the add-on folds into the root joint for the engine and back.
-    bpy.data.objects["P2"].location = (0.0, -0.9, 0.0)
+    bpy.data.objects["P2"].location.xy = (0.0, -0.9)  # both stand on the floor (z = 0)
     bpy.data.objects["P2"].rotation_euler = (0.0, 0.0, np.pi)
     # The original animation: a small spine motion on Person 1.
     spine = next(b for b in bpy.data.objects["P1"].pose.bones if b.parent is not None and b.parent.parent is None)

@@ -159,15 +159,18 @@ def test_refine_result_becomes_a_new_action_on_a_new_track(enabled_addon, tmp_pa
     assert bpy.ops.prosepose.refine() == {"FINISHED"}
     assert action_digest(original) == original_digest
     assert [t.strips[0].action for t in p1.animation_data.nla_tracks][0] == original
-    refined = p1.animation_data.nla_tracks[-1].strips[0].action
-    assert refined.name.startswith("P1_refined") and prose.refined_action == refined
+    track = p1.animation_data.nla_tracks[-1]
+    refined = track.strips[0].action
+    assert track.name == "ProsePose refinement" and refined.name == "P1 refined 4"
     assert p2.animation_data is None or not p2.animation_data.nla_tracks
     bpy.context.scene.frame_set(4)
     assert abs(abs(p1.pose.bones["arm"].rotation_quaternion.dot((0.8, 0.6, 0.0, 0.0))) - 1) < 1e-6
     # Same rotation (the job carries unit quaternions; an interpolated key is not unit).
     assert abs(p1.pose.bones["spine"].rotation_quaternion.normalized().dot(spine_before)) > 1 - 1e-9
     assert [tuple(b.matrix_basis.col[3]) + tuple(b.rotation_quaternion) for b in p2.pose.bones] == p2_before
-    assert [(r.label, round(r.before, 3), round(r.after, 3)) for r in prose.results] == [("P1 upper - P2 upper", 0.3, 0.01)]
+    # One row per contact of the list (measured on the meshes), the engine's terms as details.
+    assert [(r.label, r.frame, r.frame_count) for r in prose.results] == [("P1 upper - P2 upper", 4, 1)]
+    assert [(r.frame, r.label, round(r.before, 3), round(r.after, 3)) for r in prose.result_details] == [(4, "P1 upper - P2 upper", 0.3, 0.01)]
     # Away from the refined frame the original animation plays unchanged.
     bpy.context.scene.frame_set(10)
     assert abs(p1.pose.bones["spine"].rotation_quaternion.w - 0.9) < 1e-6
@@ -231,9 +234,12 @@ def test_modal_loop_polls_on_timer_events_and_esc_cancels(enabled_addon, tmp_pat
         if state != {"RUNNING_MODAL"}:
             break
         time.sleep(0.02)
-    assert state == {"FINISHED"} and any("new NLA track" in text for _, text in driver.reports)
+    assert state == {"FINISHED"} and any("ProsePose refinement" in text for _, text in driver.reports)
     assert bpy.ops.prosepose.refine("INVOKE_DEFAULT") == {"FINISHED"}
-    assert len(bpy.data.objects["P1"].animation_data.nla_tracks) == 3
+    # A second run replaces the first: still one refinement track (above the original and
+    # the base pose of the bones the original does not animate).
+    names = [t.name for t in bpy.data.objects["P1"].animation_data.nla_tracks]
+    assert names == ["P1Action", "ProsePose base pose", "ProsePose refinement"]
 
 
 def test_refining_a_frame_range_keys_every_frame(enabled_addon, tmp_path):
@@ -242,7 +248,7 @@ def test_refining_a_frame_range_keys_every_frame(enabled_addon, tmp_path):
     _two_person_scene(tmp_path)
     _prefs().engine_python = _standin(tmp_path, "echo")
     prose = bpy.context.scene.prose
-    prose.frame_mode, prose.frame_start, prose.frame_end = "RANGE", 3, 6
+    prose.frame_mode, prose.frame_start, prose.frame_end, prose.ease_frames = "RANGE", 3, 6, 0
     assert bpy.ops.prosepose.refine() == {"FINISHED"}
     for name in ("P1", "P2"):
         refined = bpy.data.objects[name].animation_data.nla_tracks[-1].strips[0].action

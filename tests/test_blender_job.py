@@ -75,10 +75,13 @@ def test_job_carries_the_floor_and_back_off_settings(enabled_addon, tmp_path):
         Job.from_dict(data)
         return data
 
-    # Defaults: the floor where the bodies stand, back-off at half of the answers (both left to the engine).
-    assert (prose.floor_mode, prose.backoff_mode) == ("AUTO", "HALF")
+    # Defaults: the scene's floor (z = 0, where Add body stands the bodies), back-off at half
+    # of the answers (left to the engine).
+    assert (prose.floor_mode, prose.backoff_mode) == ("HEIGHT", "HALF")
     default = job()
-    assert default["options"]["floor_height"] is None and default["constraints"]["empty_backoff"] is None
+    assert default["options"]["floor_height"] == 0.0 and default["constraints"]["empty_backoff"] is None
+    prose.floor_mode = "AUTO"
+    assert job()["options"]["floor_height"] is None
     prose.floor_mode, prose.floor_height = "HEIGHT", 0.25
     prose.backoff_mode = "NEVER"
     chosen = job()
