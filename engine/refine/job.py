@@ -35,6 +35,16 @@ WEIGHT_NAMES: tuple[str, ...] = (
 NUM_STAGES = 2
 
 
+# Magnitudes a job may hold (issue 18): beyond them float32 arithmetic overflows or loses the
+# pose entirely, so a job is refused with the field's name instead of ending in NaN.
+MAX_POSITION_M = 10_000.0  # root translations and the floor, metres from the origin
+MAX_SHAPE_VALUE = 1_000.0  # shape coefficients (Anny phenotypes are in [0, 1], betas a few units)
+MAX_WEIGHT = 1e9  # stage weights, joint weights, contact weights
+MAX_PIXELS = 1e7  # keypoints, focal lengths, principal points
+MAX_CAMERA_VALUE = 1e6  # entries of world_to_camera
+MAX_INTEGER = 2**31 - 1  # frames, seeds, counts: what Blender and torch take
+
+
 class JobFormatError(ValueError):
     """A job or result dictionary does not follow the schema; the message names the path."""
 
@@ -59,19 +69,37 @@ def _check_keys(data: dict, required: tuple[str, ...], optional: tuple[str, ...]
         raise JobFormatError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
 
 
-def _number(value: Any, where: str) -> float:
+def _shown(value: Any) -> str:
+    """A value for a message: a huge integer is described, not printed in full."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**20:
+        return f"a {len(str(abs(value)))}-digit integer"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(value: Any, where: str, limit: float | None = None, unit: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise JobFormatError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value):
+        raise JobFormatError(f"{where}: expected a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise JobFormatError(f"{where}: {_shown(value)} is too large for a number here") from None
+    if not math.isfinite(number):
         raise JobFormatError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    if limit is not None and abs(number) > limit:
+        raise JobFormatError(
+            f"{where}: {number:g}{unit} is out of range (at most {limit:g}{unit} in size); check the value"
+        )
+    return number
 
 
-def _integer(value: Any, where: str, minimum: int | None = None) -> int:
+def _integer(value: Any, where: str, minimum: int | None = None, maximum: int = MAX_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise JobFormatError(f"{where}: expected an integer, got {value!r}")
+        raise JobFormatError(f"{where}: expected an integer, got {_shown(value)}")
     if minimum is not None and value < minimum:
-        raise JobFormatError(f"{where}: must be >= {minimum}, got {value}")
+        raise JobFormatError(f"{where}: must be >= {minimum}, got {_shown(value)}")
+    if abs(value) > maximum:
+        raise JobFormatError(f"{where}: {_shown(value)} is too large (at most {maximum})")
     return value
 
 
@@ -92,12 +120,44 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
-def _numbers(value: Any, where: str, length: int | None = None) -> tuple[float, ...]:
+def _numbers(
+    value: Any, where: str, length: int | None = None, limit: float | None = None, unit: str = ""
+) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise JobFormatError(f"{where}: expected a list of numbers, got {type(value).__name__}")
     if length is not None and len(value) != length:
         raise JobFormatError(f"{where}: expected {length} numbers, got {len(value)}")
-    return tuple(_number(item, f"{where}[{i}]") for i, item in enumerate(value))
+    return tuple(_number(item, f"{where}[{i}]", limit, unit) for i, item in enumerate(value))
+
+
+def unit_quaternion(values: tuple[float, ...], where: str) -> tuple[float, float, float, float]:
+    """``values`` (w, x, y, z) scaled to unit length. Divided by its largest component first,
+    so neither a huge (1e200) nor a tiny (1e-200) but valid quaternion over- or underflows;
+    only an all-zero one is refused, and the result is checked to be finite."""
+    largest = max(abs(v) for v in values)
+    if largest == 0.0:
+        raise JobFormatError(f"{where}: a zero quaternion is not a rotation")
+    scaled = [v / largest for v in values]
+    norm = math.sqrt(sum(v * v for v in scaled))
+    quaternion = tuple(v / norm for v in scaled)
+    if not all(math.isfinite(v) for v in quaternion):
+        raise JobFormatError(f"{where}: {list(values)!r} cannot be normalised to a rotation")
+    return quaternion  # type: ignore[return-value]
+
+
+def non_finite_field(data: Any, where: str = "") -> str | None:
+    """The path of the first number in ``data`` (dicts, lists, numbers) that is not finite, or
+    None; a result holding one is never written (issue 18)."""
+    stack = [(data, where)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path or "the value"
+        if isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}" if path else str(key)) for key, item in reversed(list(value.items())))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -176,19 +236,16 @@ class PersonPose:
         rotations: dict[str, tuple[float, float, float, float]] = {}
         for name, quaternion in rotations_raw.items():
             values = _numbers(quaternion, f"{where}.rotations.{name}", 4)
-            norm = math.sqrt(sum(v * v for v in values))
-            if norm < 1e-6:
-                raise JobFormatError(f"{where}.rotations.{name}: a zero quaternion is not a rotation")
-            rotations[name] = tuple(v / norm for v in values)  # type: ignore[assignment]
+            rotations[name] = unit_quaternion(values, f"{where}.rotations.{name}")
         keypoints_raw = _expect_dict(data.get("keypoints_2d", {}), f"{where}.keypoints_2d")
         keypoints = {
-            name: _numbers(value, f"{where}.keypoints_2d.{name}", 3)  # type: ignore[misc]
+            name: _numbers(value, f"{where}.keypoints_2d.{name}", 3, MAX_PIXELS)  # type: ignore[misc]
             for name, value in keypoints_raw.items()
         }
         return cls(
-            shape=_numbers(data.get("shape", []), f"{where}.shape"),
+            shape=_numbers(data.get("shape", []), f"{where}.shape", limit=MAX_SHAPE_VALUE),
             rotations=rotations,
-            root_translation=_numbers(data["root_translation"], f"{where}.root_translation", 3),  # type: ignore[arg-type]
+            root_translation=_numbers(data["root_translation"], f"{where}.root_translation", 3, MAX_POSITION_M, " m"),  # type: ignore[arg-type]
             keypoints_2d=keypoints,  # type: ignore[arg-type]
         )
 
@@ -230,7 +287,7 @@ class PersonSettings:
         weights_raw = _expect_dict(data.get("joint_weights", {}), f"{where}.joint_weights")
         weights = {}
         for name, value in weights_raw.items():
-            weight = _number(value, f"{where}.joint_weights.{name}")
+            weight = _number(value, f"{where}.joint_weights.{name}", MAX_WEIGHT)
             if weight < 0:
                 raise JobFormatError(f"{where}.joint_weights.{name}: weights are >= 0, got {weight}")
             weights[name] = weight
@@ -272,7 +329,7 @@ class ExplicitContact:
             raise JobFormatError(f"{where}.region_a: unknown region {region_a!r}; known: {', '.join(MESH_REGIONS)}")
         if region_b != GROUND and region_b not in MESH_REGIONS:
             raise JobFormatError(f"{where}.region_b: unknown region {region_b!r}; known: ground, {', '.join(MESH_REGIONS)}")
-        weight = _number(data.get("weight", 1.0), f"{where}.weight")
+        weight = _number(data.get("weight", 1.0), f"{where}.weight", MAX_WEIGHT)
         if weight < 0:
             raise JobFormatError(f"{where}.weight: weights are >= 0, got {weight}")
         return cls(
@@ -326,7 +383,7 @@ class ConstraintSpec:
         explicit = data.get("explicit", [])
         if not isinstance(explicit, list):
             raise JobFormatError(f"{where}.explicit: expected a list of contact objects")
-        lmm_weight = _number(data.get("lmm_weight", 1.0), f"{where}.lmm_weight")
+        lmm_weight = _number(data.get("lmm_weight", 1.0), f"{where}.lmm_weight", MAX_WEIGHT)
         if lmm_weight < 0:
             raise JobFormatError(f"{where}.lmm_weight: weights are >= 0, got {lmm_weight}")
         return cls(
@@ -369,11 +426,11 @@ class Camera:
         rows = data["world_to_camera"]
         if not isinstance(rows, list) or len(rows) != 4:
             raise JobFormatError(f"{where}.world_to_camera: expected 4 rows of 4 numbers")
-        matrix = tuple(_numbers(row, f"{where}.world_to_camera[{i}]", 4) for i, row in enumerate(rows))
+        matrix = tuple(_numbers(row, f"{where}.world_to_camera[{i}]", 4, MAX_CAMERA_VALUE) for i, row in enumerate(rows))
         return cls(
             world_to_camera=matrix,
-            focal_length_px=_numbers(data["focal_length_px"], f"{where}.focal_length_px", 2),  # type: ignore[arg-type]
-            principal_point_px=_numbers(data["principal_point_px"], f"{where}.principal_point_px", 2),  # type: ignore[arg-type]
+            focal_length_px=_numbers(data["focal_length_px"], f"{where}.focal_length_px", 2, MAX_PIXELS),  # type: ignore[arg-type]
+            principal_point_px=_numbers(data["principal_point_px"], f"{where}.principal_point_px", 2, MAX_PIXELS),  # type: ignore[arg-type]
         )
 
     def to_dict(self) -> dict:
@@ -420,14 +477,14 @@ class JobOptions:
         for name, values in weights_raw.items():
             if name not in WEIGHT_NAMES:
                 raise JobFormatError(f"{where}.weights: unknown weight {name!r}; known: {', '.join(WEIGHT_NAMES)}")
-            stage_values = _numbers(values, f"{where}.weights.{name}", NUM_STAGES)
+            stage_values = _numbers(values, f"{where}.weights.{name}", NUM_STAGES, MAX_WEIGHT)
             if any(v < 0 for v in stage_values):
                 raise JobFormatError(f"{where}.weights.{name}: weights are >= 0")
             weights[name] = stage_values
         camera = data.get("camera")
         return cls(
             seed=_integer(data.get("seed", 0), f"{where}.seed", 0),
-            floor_height=_optional(_number, data.get("floor_height"), f"{where}.floor_height"),
+            floor_height=_optional(_number, data.get("floor_height"), f"{where}.floor_height", MAX_POSITION_M, " m"),
             iterations=iterations,
             weights=weights,
             warm_start=_boolean(data.get("warm_start", True), f"{where}.warm_start"),

@@ -12,7 +12,7 @@ import torch
 
 from engine.body.base import BodyModel
 from engine.refine.floor import GroundRow, default_floor, far_ground_rows
-from engine.refine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result
+from engine.refine.job import ConstraintDistance, FrameResult, Job, PersonPose, Result, non_finite_field
 from engine.refine.losses.contact import RegionVertices
 from engine.refine.losses.geometry import matrix_to_quaternion, quaternion_to_matrix
 from engine.refine.metrics import constraint_distances
@@ -231,8 +231,7 @@ def run_job(
         )
         correction = outcome.correction
         after = _distances(problem, outcome.state)
-        frames.append(
-            FrameResult(
+        frame_result = FrameResult(
                 frame=frame.frame,
                 people=poses_from_state(
                     body,
@@ -251,7 +250,14 @@ def run_job(
                 backed_off=objective.backed_off,
                 warnings=outcome.warnings,
             )
-        )
+        # Never report NaN or infinity as a refined pose (issue 18): name the first such field.
+        bad = non_finite_field(frame_result.to_dict(), where)
+        if bad is not None:
+            raise JobError(
+                f"{where} (frame {frame.frame}): the refinement produced a non-finite number at {bad}; "
+                "no result was written. Check that the job's poses, shapes and weights are of a sensible size"
+            )
+        frames.append(frame_result)
     job_warnings += _floor_warnings(far_from_floor, floor_height, job)
     return Result(
         body=job.body,
