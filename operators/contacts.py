@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from ..prose_blender import region_display
 from ..prose_blender.bodies import mesh_regions
@@ -27,6 +27,8 @@ class PROSEPOSE_OT_find_contacts(TaskOperatorMixin, bpy.types.Operator):
     bl_label = "Find contacts"
     bl_options = {"REGISTER", "UNDO"}
 
+    ask_again: BoolProperty(name="Ask again", description="Ask the language model for new answers instead of reusing the ones kept for this image", default=False, options={"SKIP_SAVE"})
+
     @classmethod
     def poll(cls, context):
         prose = context.scene.prose
@@ -34,7 +36,7 @@ class PROSEPOSE_OT_find_contacts(TaskOperatorMixin, bpy.types.Operator):
 
     def create_task(self, context):
         scene = context.scene
-        return ContactsTask(engine_settings(context), scene, scene.prose.reference_image, _people(scene))
+        return ContactsTask(engine_settings(context), scene, scene.prose.reference_image, _people(scene), self.ask_again)
 
 
 def _region_items(self, context):

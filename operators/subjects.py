@@ -50,6 +50,15 @@ class PROSEPOSE_OT_import_animation(bpy.types.Operator, ImportHelper):
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     person: IntProperty(name="Person", description="Which subject receives the animation", min=1, max=2, default=1)
     start_frame: IntProperty(name="Start frame", description="Frame of the clip's first pose", default=1)
+    frame_rate: EnumProperty(
+        name="Frame rate",
+        description="What to do when the clip's frame rate differs from the scene's",
+        items=(
+            ("RESAMPLE", "Resample to the scene", "Interpolate the clip at the scene's frame rate (one key per scene frame)"),
+            ("SCENE", "Set the scene's rate", "Set the scene's frame rate to the clip's (one key per clip frame)"),
+        ),
+        default="RESAMPLE",
+    )
 
     @classmethod
     def poll(cls, context):
@@ -63,13 +72,13 @@ class PROSEPOSE_OT_import_animation(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         try:
             clip = amass.load_clip(self.filepath)
-            action, warnings = amass.import_clip(context.scene, armature, clip, self.start_frame)
+            action, warnings = amass.import_clip(context.scene, armature, clip, self.start_frame, self.frame_rate)
         except ProseError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         for warning in warnings:
             self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"Imported {len(clip.poses)} frames into {action.name}")
+        self.report({"INFO"}, f"Imported the clip into {action.name}")
         return {"FINISHED"}
 
 

@@ -100,7 +100,9 @@ class PROSEPOSE_PT_reference(ProsePanel, bpy.types.Panel):
         layout = self.layout
         prose = context.scene.prose
         layout.prop(prose, "reference_image", text="")
-        layout.operator("prosepose.find_contacts", icon="VIEWZOOM")
+        row = layout.row(align=True)
+        row.operator("prosepose.find_contacts", icon="VIEWZOOM")
+        row.operator("prosepose.find_contacts", icon="FILE_REFRESH", text="Ask again").ask_again = True
         _draw_task(layout, "Find contacts")
         if prose.lmm_sample_count:
             layout.label(text=f"{prose.lmm_sample_count} answers, {prose.lmm_empty_count} empty")

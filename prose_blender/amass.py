@@ -55,8 +55,34 @@ def _axis_angle_to_quaternion(vector) -> Quaternion:
     return Quaternion(vector.normalized(), angle) if angle > 1e-12 else Quaternion()
 
 
-def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: MotionClip, start_frame: int) -> tuple[bpy.types.Action, list[str]]:
-    """Key the clip on ``armature`` as its active action; returns (action, warnings)."""
+def _resampled(clip: MotionClip, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The clip at ``rate`` frames per second: (T', 3K) axis-angles and (T', 3) translations,
+    rotations interpolated on the sphere, translations linearly, over the clip's duration."""
+    if abs(rate - clip.frame_rate) < 1e-6 or len(clip.poses) < 2:
+        return clip.poses, clip.trans
+    count = int(np.floor((len(clip.poses) - 1) * rate / clip.frame_rate + 1e-9)) + 1
+    joints = clip.poses.shape[1] // 3
+    poses = np.zeros((count, clip.poses.shape[1]))
+    trans = np.zeros((count, 3))
+    for k in range(count):
+        position = k * clip.frame_rate / rate
+        low = min(int(np.floor(position)), len(clip.poses) - 1)
+        high = min(low + 1, len(clip.poses) - 1)
+        t = position - low
+        trans[k] = (1 - t) * clip.trans[low] + t * clip.trans[high]
+        for j in range(joints):
+            a = _axis_angle_to_quaternion(clip.poses[low, 3 * j: 3 * j + 3])
+            b = _axis_angle_to_quaternion(clip.poses[high, 3 * j: 3 * j + 3])
+            axis, angle = a.slerp(b, t).to_axis_angle()
+            poses[k, 3 * j: 3 * j + 3] = np.asarray(axis) * angle
+    return poses, trans
+
+
+def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: MotionClip, start_frame: int, frame_rate: str = "RESAMPLE") -> tuple[bpy.types.Action, list[str]]:
+    """Key the clip on ``armature`` as its active action, one key per scene frame; returns
+    (action, messages). A clip at another rate than the scene's is resampled to the scene's
+    rate (``frame_rate="RESAMPLE"``) or sets the scene's rate (``"SCENE"``); a message says
+    which."""
     info = body_info(armature)
     warnings = []
     count = min(clip.poses.shape[1] // 3, len(info.joint_names))
@@ -64,17 +90,29 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
         warnings.append(f"The clip has {clip.poses.shape[1] // 3} joints, the body {len(info.joint_names)}: the first {count} were used")
     if clip.betas.size and info.shape and not np.allclose(clip.betas[: len(info.shape)], np.asarray(info.shape)[: clip.betas.size], atol=1e-4):
         warnings.append("The clip's betas differ from the body's shape: add the body with the clip's shape for an exact fit")
+    scene_rate = scene.render.fps / scene.render.fps_base
+    clip_poses, clip_trans = clip.poses, clip.trans
+    if abs(scene_rate - clip.frame_rate) > 1e-6:
+        if frame_rate == "SCENE":
+            fps = max(1, int(round(clip.frame_rate)))
+            scene.render.fps, scene.render.fps_base = fps, fps / clip.frame_rate
+            warnings.append(f"The scene's frame rate was set to the clip's, {clip.frame_rate:g} fps (it was {scene_rate:g} fps)")
+        else:
+            clip_poses, clip_trans = _resampled(clip, scene_rate)
+            warnings.append(
+                f"The clip ({clip.frame_rate:g} fps, {len(clip.poses)} frames) was resampled to the scene's "
+                f"{scene_rate:g} fps ({len(clip_poses)} frames)"
+            )
     rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names[:count]]
-    step = scene.render.fps / scene.render.fps_base / clip.frame_rate
     frames, poses = [], []
-    for t in range(len(clip.poses)):
+    for t in range(len(clip_poses)):
         rotations = {}
         for j in range(count):
-            rotation = _axis_angle_to_quaternion(clip.poses[t, 3 * j: 3 * j + 3])
+            rotation = _axis_angle_to_quaternion(clip_poses[t, 3 * j: 3 * j + 3])
             rotations[info.joint_names[j]] = tuple(rest[j].conjugated() @ rotation @ rest[j])
-        engine_pose = EnginePose(rotations, tuple(clip.trans[t]))
+        engine_pose = EnginePose(rotations, tuple(clip_trans[t]))
         poses.append(bone_pose_from_engine(armature, info, engine_pose))
-        frames.append(start_frame + t * step)
+        frames.append(start_frame + t)
     action, slot = new_pose_action(armature, frames, poses, f"{armature.name}_clip")
     assign_action(armature, action, slot)
     return action, warnings
@@ -118,9 +156,16 @@ def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list
     np.savez(path, **arrays)
     if contacts_path:
         prose = scene.prose
-        contacts = [
-            {"source": c.source.lower(), "person_a": c.person_a, "part_a": c.part_a, "person_b": c.person_b,
-             "part_b": c.part_b, "samples": c.count, "weight": c.weight, "key": c.key}
-            for c in prose.contacts if c.enabled
-        ]
-        Path(contacts_path).write_text(json.dumps({"frames": list(frames), "contacts": contacts}, indent=1), encoding="utf-8")
+        contacts = []
+        for c in prose.contacts:
+            if not c.enabled:
+                continue
+            entry = {"source": c.source.lower(), "person_a": c.person_a, "part_a": c.part_a, "person_b": c.person_b, "part_b": c.part_b}
+            if c.source == "LMM":
+                # Refine weighs language-model contacts by the samples naming them and the
+                # contact strength; a row has no weight of its own.
+                entry.update(samples=c.count, key=c.key)
+            else:
+                entry["weight"] = c.weight
+            contacts.append(entry)
+        Path(contacts_path).write_text(json.dumps({"frames": list(frames), "contact_strength": prose.contact_strength, "contacts": contacts}, indent=1), encoding="utf-8")

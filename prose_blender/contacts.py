@@ -13,7 +13,8 @@ import bpy
 from .settings import EngineSettings, ProseError, bpy_path_abs
 from .tasks import EngineTask, Message, read_json, unique_stem
 
-CONTACTS_SCHEMA_VERSION = 2
+CONTACTS_SCHEMA_VERSION = 3
+READABLE_CONTACTS_VERSIONS = (2, 3)  # version 3 adds what was cut of over-long answers
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -69,7 +70,7 @@ def parse_contacts(data: dict, people: int) -> ContactsResult:
     def bad(why: str) -> ProseError:
         return ProseError(f"The contacts file is unusable ({why}); run Find contacts again")
 
-    if data.get("schema_version") != CONTACTS_SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_CONTACTS_VERSIONS:
         raise bad(f"schema_version {data.get('schema_version')!r}, expected {CONTACTS_SCHEMA_VERSION}")
     summary, samples = data.get("summary"), data.get("samples")
     if not isinstance(summary, list) or not isinstance(samples, list):
@@ -89,9 +90,13 @@ def parse_contacts(data: dict, people: int) -> ContactsResult:
     return ContactsResult(tuple(rows), json.dumps(samples), len(samples), empty, bool(data.get("backed_off", False)))
 
 
-def apply_contacts(scene: bpy.types.Scene, result: ContactsResult) -> None:
-    """Replace the language-model contacts of the list, keep the artist's."""
+def apply_contacts(scene: bpy.types.Scene, result: ContactsResult) -> bool:
+    """Replace the language-model contacts of the list, keep the artist's. An answer that
+    names no contact at all (every sample empty or unreadable) keeps the previous list;
+    returns False then."""
     prose = scene.prose
+    if not result.rows:
+        return False
     for index in reversed(range(len(prose.contacts))):
         if prose.contacts[index].source == "LMM":
             prose.contacts.remove(index)
@@ -107,13 +112,15 @@ def apply_contacts(scene: bpy.types.Scene, result: ContactsResult) -> None:
     prose.lmm_sample_count = result.sample_count
     prose.lmm_empty_count = result.empty_count
     prose.contacts_index = 0
+    return True
 
 
 class ContactsTask(EngineTask):
     title = "Find contacts"
 
-    def __init__(self, settings: EngineSettings, scene: bpy.types.Scene, image_path: str, people: int):
+    def __init__(self, settings: EngineSettings, scene: bpy.types.Scene, image_path: str, people: int, ask_again: bool = False):
         super().__init__(settings)
+        self.ask_again = ask_again
         self.scene = scene
         self.image_path = image_path
         self.people = people
@@ -154,6 +161,8 @@ class ContactsTask(EngineTask):
             argv += ["--base-url", lmm.base_url]
         if self.empty_backoff is not None:
             argv += ["--empty-backoff", str(self.empty_backoff)]
+        if self.ask_again:
+            argv.append("--no-cache")  # new answers, not the ones kept for this image
         return [self.engine_argv(*argv)]
 
     def on_event(self, event):
@@ -169,7 +178,17 @@ class ContactsTask(EngineTask):
         self.result = parse_contacts(read_json(self.out_path, "contacts file"), self.people)
 
     def apply(self, context):
-        apply_contacts(self.scene, self.result)
+        if not apply_contacts(self.scene, self.result):
+            kept = sum(1 for c in self.scene.prose.contacts if c.source == "LMM")
+            self.messages.append(Message(
+                "WARNING",
+                f"No contact added: all {self.result.sample_count} answers were empty or unreadable"
+                + (f"; the previous {kept} language-model contact(s) are kept" if kept else "")
+                + ". Try 'Ask again' for new answers, or add contacts by hand",
+            ))
+            for note in self.notes:
+                self.messages.append(Message("INFO", note))
+            return
         found = len(self.result.rows)
         self.messages.append(Message("INFO", f"{found} contact(s) from {self.result.sample_count} answers ({self.result.empty_count} empty)"))
         if self.result.backed_off:

@@ -221,6 +221,12 @@ class CheckEngineTask(EngineTask):
                 pass
         if not self.info:
             raise ProseError("The engine answered without its info line: update the engine environment")
+        missing = missing_packages(self.info)
+        if missing:
+            raise ProseError(
+                f"The engine interpreter lacks {', '.join(missing)}: click 'Create engine environment' in the "
+                "ProsePose preferences (or pick an interpreter that has the engine's requirements)"
+            )
 
     def apply(self, context):
         parts = [f"{k}: {v}" for k, v in self.info.items() if k != "event" and not isinstance(v, (dict, list))]
@@ -230,6 +236,19 @@ class CheckEngineTask(EngineTask):
         summary = ", ".join(parts)
         runtime.last_engine_info = summary
         self.messages.append(Message("INFO", f"Engine OK ({summary})"))
+
+
+def missing_packages(info: dict) -> list[str]:
+    """The engine's required packages an ``engine info`` answer reports missing (torch, and
+    anny, the built-in body)."""
+    missing = []
+    if not info.get("torch"):
+        missing.append("torch")
+    bodies = info.get("bodies")
+    anny = bodies.get("anny") if isinstance(bodies, dict) else None
+    if not (isinstance(anny, dict) and anny.get("ok")):
+        missing.append("anny")
+    return missing
 
 
 class EnvironmentTask(EngineTask):

@@ -7,7 +7,8 @@ Python (``INTERPRETER -m engine COMMAND ... -o OUT``) and behaves as ``PROSEPOSE
 * ``hang``: prints progress lines until it is terminated;
 * ``echo``: answers a refine job with its own poses, Person 1's ``arm`` joint turned by a known
   rotation (to check the write-back without the optimizer);
-* ``env``: reports (without the value) whether the API key variable is set, then fails.
+* ``env``: reports (without the value) whether the API key variable is set, then fails;
+* ``info``: answers ``engine info`` as an interpreter without torch and anny does.
 """
 
 import json
@@ -50,6 +51,10 @@ elif mode == "echo":
     with open(out, "w", encoding="utf-8") as handle:
         json.dump({"schema_version": 1, "body": job["body"], "frames": frames, "wall_time_s": 0.0, "warnings": []}, handle)
     emit(event="done", output=out)
+elif mode == "info":
+    emit(event="info", engine_version="0.1.0", python="3.11", torch=None,
+         bodies={"anny": {"ok": False, "error": "ModuleNotFoundError: No module named 'anny'"},
+                 "smplx": {"package": False, "file": None, "file_ok": False, "ok": False}})
 elif mode == "env":
     name = argv[argv.index("--api-key-env") + 1] if "--api-key-env" in argv else "OPENAI_API_KEY"
     emit(event="error", message=f"key variable {name} set: {bool(os.environ.get(name))}")
