@@ -3,7 +3,15 @@ which body parts touch, parse and summarise its answers, write a contacts file.
 
 Stdout: one ``{"event": "sample", "done": k, "total": N}`` line per finished sample, then one
 ``{"event": "contacts", ...}`` summary line. On failure one ``{"event": "error"}`` line, exit
-code 2 and no contacts file (it is written atomically at the very end).
+code 2 and no contacts file (it is written atomically at the very end, flushed to disk before
+it takes its name). SIGTERM or SIGINT end it with an ``error`` line too (exit 143 or 130), and
+no contacts file.
+
+Time: ``--timeout`` is the total time one request may take, ``--deadline`` the time the whole
+command may spend on the endpoint, retries and waits included (default 300 s).
+
+Size: each raw answer is stored at most 40,000 characters long (the parser reads no further;
+the file lists what was cut), and the summary line carries at most 20 notes.
 
 The API key is read from the environment (``OPENAI_API_KEY`` or the variable named by
 ``--api-key-env``), never from the command line, where process lists would show it. An
@@ -13,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +33,9 @@ NAME = "contacts"
 HELP = "Ask a multimodal model which body parts touch in an image; write a contacts file."
 
 KEYLESS_PLACEHOLDER = "no-key"
+DEFAULT_DEADLINE_S = 300.0
+MAX_NOTES_PRINTED = 20
+MAX_NOTE_CHARS = 300
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=1024, help="longest image side sent, pixels")
     parser.add_argument("--cache-dir", default=None, help="response cache folder (default ~/.cache/prosepose/lmm)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds one request may take in total, from sending it to the last byte of the answer "
+        "(default 120)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE_S,
+        help="seconds the whole command may wait for the endpoint, all requests, retries and their "
+        f"waits together (default {DEFAULT_DEADLINE_S:g} = {DEFAULT_DEADLINE_S / 60:g} minutes)",
+    )
     parser.add_argument("--retries", type=int, default=4, help="tries after the first on 429/5xx/timeouts")
     parser.add_argument(
         "--backoff", type=float, default=1.0, help="seconds before the first retry; doubles each time"
@@ -85,9 +111,38 @@ def _api_key(env_name: str, base_url: str) -> str:
     return KEYLESS_PLACEHOLDER
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+
+def _stop(signum, _frame) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def run(args: argparse.Namespace) -> int:
+    deadline_at = time.monotonic() + args.deadline if args.deadline > 0 else None
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(args, deadline_at)
+    except _Stopped as stopped:
+        name = str(stopped)
+        emit("error", message=f"stopped by {name}; no contacts file was written")
+        return 130 if name == "SIGINT" else 143
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _printed_notes(notes) -> dict:
+    """At most MAX_NOTES_PRINTED notes, each at most MAX_NOTE_CHARS long, and how many were left
+    out: a flood of dropped rows must not make a huge progress line."""
+    shown = [note if len(note) <= MAX_NOTE_CHARS else note[: MAX_NOTE_CHARS - 3] + "..." for note in notes[:MAX_NOTES_PRINTED]]
+    return {"notes": shown, "notes_omitted": max(0, len(notes) - MAX_NOTES_PRINTED)}
+
+
+def _run(args: argparse.Namespace, deadline_at: float | None) -> int:
     from engine.contacts.constraints import backoff_threshold, objective_from_samples, summarize
-    from engine.contacts.file import ContactsFile
+    from engine.contacts.file import ContactsFile, cap_responses
     from engine.lmm.cache import ResponseCache, cache_key, default_cache_dir
     from engine.lmm.client import ClientSettings, LmmError, SamplingRequest, sample_responses
     from engine.lmm.image import ImageError, encode_image, parse_box
@@ -96,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise EngineError("--samples must be at least 1")
-    if args.max_tokens < 1 or args.timeout <= 0 or args.retries < 0 or args.backoff < 0:
-        raise EngineError("--max-tokens and --timeout must be positive, --retries and --backoff >= 0")
+    if args.max_tokens < 1 or args.timeout <= 0 or args.retries < 0 or args.backoff < 0 or args.deadline <= 0:
+        raise EngineError("--max-tokens, --timeout and --deadline must be positive, --retries and --backoff >= 0")
     if not 0 <= args.temperature <= 2:
         raise EngineError("--temperature must be between 0 and 2")
     if args.empty_backoff is not None and args.empty_backoff < 0:
@@ -128,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         retries=args.retries,
         backoff_base_s=args.backoff,
+        deadline_s=args.deadline,
     )
     cache = None if args.no_cache else ResponseCache(args.cache_dir or default_cache_dir())
     entry_key = cache_key(
@@ -136,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     cached = cache.load(entry_key, args.samples) if cache is not None else None
     if cached is not None:
         texts, usage, requests = cached.texts, cached.usage, 0
+        texts, cut = cap_responses(texts)
+        cut = cached.cut or cut
         for done in range(1, len(texts) + 1):
             emit("sample", done=done, total=args.samples)
     else:
@@ -145,12 +203,14 @@ def run(args: argparse.Namespace) -> int:
                 settings,
                 key,
                 on_sample=lambda done, total: emit("sample", done=done, total=total),
+                deadline_at=deadline_at,
             )
         except LmmError as error:
             raise EngineError(str(error)) from None
-        texts, usage, requests = sampled.texts, sampled.usage, sampled.requests
+        usage, requests = sampled.usage, sampled.requests
+        texts, cut = cap_responses(sampled.texts)  # what is kept, and what the endpoint sent
         if cache is not None:
-            cache.store(entry_key, texts, usage)
+            cache.store(entry_key, texts, usage, cut)
 
     samples = tuple(parse_response(text, args.people) for text in texts)
     summary = summarize(samples, args.people)
@@ -172,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         empty_backoff=backoff_threshold(args.empty_backoff, len(samples)),
         backed_off=objective.backed_off,
+        cut_responses=cut,
     )
     try:
         contacts.write(output)
@@ -185,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         empty_backoff=contacts.empty_backoff,
         constraints=len(summary),
         backed_off=objective.backed_off,
-        notes=list(objective.notes),
+        **_printed_notes(list(objective.notes)),
+        cut_responses=len(cut),
         requests=requests,
         cached=cached is not None,
         usage=usage.to_dict(),

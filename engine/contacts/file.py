@@ -7,7 +7,12 @@ It never holds an API key.
 
 Version 2 (version 1 is refused: run the contacts step again): summary rows keep the cells in
 the order the answers wrote them (part A is Person 1's part as answered), and the file records
-the back-off count used (``empty_backoff``, 0 = never) and whether it backed off."""
+the back-off count used (``empty_backoff``, 0 = never) and whether it backed off.
+
+Version 3 (version 2 is still read, as a file in which nothing was cut): a raw response is stored
+at most ``response_char_limit`` characters long (40,000, where the parser stops reading too), and
+``cut_responses`` lists each response that was cut, with its full length, so a huge answer
+cannot make a huge file."""
 
 from __future__ import annotations
 
@@ -20,7 +25,10 @@ from typing import Any
 
 from engine.contacts.constraints import ParsedSample, SummaryRow
 
-CONTACTS_SCHEMA_VERSION = 2
+CONTACTS_SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+# What is stored of one raw response: the parser reads no further either.
+MAX_STORED_RESPONSE_CHARS = 40_000
 
 _FIELDS = (
     "schema_version",
@@ -40,7 +48,17 @@ _FIELDS = (
     "backed_off",
     "usage",
     "created",
+    "response_char_limit",
+    "cut_responses",
 )
+_FIELDS_V2 = _FIELDS[:-2]
+
+
+def cap_responses(texts, limit: int = MAX_STORED_RESPONSE_CHARS) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """The texts cut to ``limit`` characters, and (index, full length) of each one cut."""
+    texts = tuple(texts)
+    cut = tuple((i, len(text)) for i, text in enumerate(texts) if len(text) > limit)
+    return tuple(text[:limit] for text in texts), cut
 
 
 def _check_keys(kind: str, data: Any, fields: tuple[str, ...]) -> None:
@@ -109,10 +127,12 @@ class ContactsFile:
     created: str
     empty_backoff: int
     backed_off: bool
+    response_char_limit: int = MAX_STORED_RESPONSE_CHARS
+    cut_responses: tuple[tuple[int, int], ...] = ()
     schema_version: int = CONTACTS_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.schema_version != CONTACTS_SCHEMA_VERSION:
+        if self.schema_version not in READABLE_VERSIONS:
             raise ValueError(
                 f"contacts file has schema version {self.schema_version!r}; this engine reads "
                 f"version {CONTACTS_SCHEMA_VERSION}: run the contacts step again"
@@ -128,6 +148,11 @@ class ContactsFile:
                 raise ValueError(f"contacts file: a box has 4 numbers, got {box!r}")
         if self.empty_backoff < 0:
             raise ValueError(f"contacts file: empty_backoff must be >= 0, not {self.empty_backoff!r}")
+        if any(len(text) > self.response_char_limit for text in self.raw_responses):
+            raise ValueError(
+                f"contacts file: a raw response is longer than response_char_limit ({self.response_char_limit}); "
+                "cut it with cap_responses"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,18 +173,21 @@ class ContactsFile:
             "backed_off": self.backed_off,
             "usage": self.usage.to_dict(),
             "created": self.created,
+            "response_char_limit": self.response_char_limit,
+            "cut_responses": [{"index": index, "chars": chars} for index, chars in self.cut_responses],
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> "ContactsFile":
-        _check_keys("contacts file", data, _FIELDS)
-        if data["schema_version"] != CONTACTS_SCHEMA_VERSION:
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        _check_keys("contacts file", data, _FIELDS_V2 if version == 2 else _FIELDS)
+        if data["schema_version"] not in READABLE_VERSIONS or isinstance(data["schema_version"], bool):
             raise ValueError(
                 f"contacts file has schema version {data['schema_version']!r}; this engine "
                 f"reads version {CONTACTS_SCHEMA_VERSION}: run the contacts step again"
             )
         return cls(
-            schema_version=int(data["schema_version"]),
+            schema_version=CONTACTS_SCHEMA_VERSION,  # a version 2 file is version 3 with nothing cut
             image_sha256=str(data["image_sha256"]),
             num_people=int(data["num_people"]),
             model=str(data["model"]),
@@ -176,6 +204,8 @@ class ContactsFile:
             backed_off=bool(data["backed_off"]),
             usage=TokenUsage.from_dict(data["usage"]),
             created=str(data["created"]),
+            response_char_limit=int(data.get("response_char_limit", MAX_STORED_RESPONSE_CHARS)),
+            cut_responses=tuple((int(cut["index"]), int(cut["chars"])) for cut in data.get("cut_responses", [])),
         )
 
     @classmethod
@@ -193,14 +223,16 @@ class ContactsFile:
             raise ValueError(f"contacts file {path}: {error}") from None
 
     def write(self, path: str | os.PathLike) -> None:
-        """Atomic: a temporary file in the same folder, then ``os.replace``; a failure leaves
-        any previous file untouched."""
+        """Atomic: a temporary file in the same folder, flushed to disk, then ``os.replace``; a
+        failure leaves any previous file untouched."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())  # on disk before it takes the name (like refine's result)
             os.replace(temp_name, path)
         except BaseException:
             try:

@@ -30,6 +30,7 @@ def default_cache_dir() -> Path:
 class CachedResponses:
     texts: tuple[str, ...]
     usage: TokenUsage
+    cut: tuple[tuple[int, int], ...] = ()  # (index, full length) of texts stored cut
 
 
 def cache_key(
@@ -72,20 +73,25 @@ class ResponseCache:
             texts = data["texts"]
             if not isinstance(texts, list) or len(texts) != samples or not all(isinstance(t, str) for t in texts):
                 return None
-            return CachedResponses(texts=tuple(texts), usage=TokenUsage.from_dict(data["usage"]))
+            cut = tuple((int(index), int(chars)) for index, chars in data.get("cut", []))
+            return CachedResponses(texts=tuple(texts), usage=TokenUsage.from_dict(data["usage"]), cut=cut)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def store(self, key: str, texts: Sequence[str], usage: TokenUsage) -> None:
-        """Atomic write; a cache that cannot be written is skipped silently (it only saves
-        time)."""
-        data = {"version": CACHE_VERSION, "key": key, "texts": list(texts), "usage": usage.to_dict()}
+    def store(self, key: str, texts: Sequence[str], usage: TokenUsage, cut: Sequence[tuple[int, int]] = ()) -> None:
+        """Atomic write (flushed to disk, then renamed into place); a cache that cannot be
+        written is skipped silently (it only saves time). Texts are stored as given: the
+        contacts command hands over texts already cut to the stored length."""
+        data = {"version": CACHE_VERSION, "key": key, "texts": list(texts), "usage": usage.to_dict(),
+                "cut": [list(item) for item in cut]}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.directory)
             try:
                 with os.fdopen(handle, "w", encoding="utf-8") as stream:
                     json.dump(data, stream)
+                    stream.flush()
+                    os.fsync(stream.fileno())  # on disk before it takes the name
                 os.replace(temp, self._path(key))
             except BaseException:
                 if os.path.exists(temp):

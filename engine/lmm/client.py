@@ -8,6 +8,12 @@ off (``max_retries=0``): this module retries 429 (honouring Retry-After), 5xx, t
 dropped connections and unreadable answers itself with exponential backoff, so the wait and
 the final message are under its control. The API key is passed to the package only; it is
 never logged, cached or put in a message.
+
+Deadlines: ``timeout_s`` is the total time one request may take, from sending it to the last
+byte of the answer (the package's own timeout is per read, so an endpoint that trickles one
+byte at a time would never trip it): each request runs in a daemon thread that is abandoned
+when its time is up. ``deadline_s`` bounds everything (requests, retries and their waits):
+when it is reached the sampling fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class ClientSettings:
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0
     max_parallel: int = 8
+    deadline_s: float | None = 300.0
 
 
 @dataclass(frozen=True)
@@ -116,11 +123,25 @@ def _describe(error: Exception) -> str:
     return f"the answer was not a chat completion ({type(error).__name__})"
 
 
+class _RequestTimedOut(Exception):
+    """One request went past its total time (``timeout_s``)."""
+
+
 class _Caller:
     """One endpoint, one request shape; thread-safe (the openai client is)."""
 
-    def __init__(self, settings: ClientSettings, api_key: str, sleep: Callable[[float], None]):
+    def __init__(
+        self,
+        settings: ClientSettings,
+        api_key: str,
+        sleep: Callable[[float], None],
+        deadline_at: float | None = None,
+    ):
         self.settings = settings
+        if deadline_at is None and settings.deadline_s is not None:
+            deadline_at = time.monotonic() + settings.deadline_s
+        self.deadline_at = deadline_at
+        self.cancelled = threading.Event()
         self.client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=api_key,
@@ -132,11 +153,52 @@ class _Caller:
         self.lock = threading.Lock()
         self.requests = 0
 
+    def _remaining_s(self) -> float:
+        return float("inf") if self.deadline_at is None else self.deadline_at - time.monotonic()
+
+    def _deadline_error(self, last: str) -> LmmError:
+        limit = self.settings.deadline_s
+        limit_text = f"of {limit:g} s " if limit is not None else ""
+        return LmmError(
+            f"the model endpoint {self.settings.base_url} gave no complete answer within the overall "
+            f"deadline {limit_text}(--deadline){f'; last problem: {last}' if last else ''}. Check the "
+            "endpoint and the network, or allow more time with --deadline"
+        )
+
+    def _call(self, function: Callable[[], Any], limit_s: float) -> Any:
+        """``function()`` in a daemon thread, given at most ``limit_s`` seconds in total."""
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def target() -> None:
+            try:
+                outcome["value"] = function()
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = error
+            finally:
+                finished.set()
+
+        threading.Thread(target=target, name="prosepose-lmm-request", daemon=True).start()
+        end = time.monotonic() + limit_s
+        while not finished.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                raise _RequestTimedOut()
+            if self.cancelled.is_set():
+                raise LmmError("sampling was cancelled")
+            finished.wait(min(left, 0.2))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
     def complete(self, request: SamplingRequest, n: int) -> tuple[list[str], TokenUsage]:
         """One chat completion with ``n`` choices, retried; raises LmmError at the end."""
         settings = self.settings
         last = ""
         for attempt in range(settings.retries + 1):
+            remaining = self._remaining_s()
+            if remaining <= 0:
+                raise self._deadline_error(last)
             with self.lock:
                 self.requests += 1
             token_limit = (
@@ -145,14 +207,22 @@ class _Caller:
                 else {"max_tokens": request.max_tokens}
             )
             try:
-                response = self.client.chat.completions.create(
-                    model=settings.model,
-                    messages=_messages(request),
-                    n=n,
-                    temperature=request.temperature,
-                    **token_limit,
+                response = self._call(
+                    lambda: self.client.chat.completions.create(
+                        model=settings.model,
+                        messages=_messages(request),
+                        n=n,
+                        temperature=request.temperature,
+                        **token_limit,
+                    ),
+                    min(settings.timeout_s, remaining),
                 )
                 return self._read(response)
+            except _RequestTimedOut:
+                if self._remaining_s() <= 0:
+                    raise self._deadline_error(last or "the last request was still unanswered") from None
+                last = f"the request timed out (no complete answer within --timeout {settings.timeout_s:g} s)"
+                wait_s = None
             except openai.RateLimitError as error:
                 if getattr(error, "code", None) == "insufficient_quota":
                     raise LmmError(
@@ -197,7 +267,10 @@ class _Caller:
                 break
             if wait_s is None:
                 wait_s = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
-            self.sleep(min(wait_s, settings.retry_after_max_s))
+            wait_s = min(wait_s, settings.retry_after_max_s)
+            if wait_s >= self._remaining_s():
+                raise self._deadline_error(last)
+            self.sleep(wait_s)
         raise LmmError(
             f"the model endpoint {settings.base_url} failed after {settings.retries + 1} tries: "
             f"{last}. Check the endpoint and the network, or try again later"
@@ -233,12 +306,28 @@ def sample_responses(
     on_sample: Callable[[int, int], None] | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    deadline_at: float | None = None,
 ) -> SampledResponses:
     """Ask for ``request.samples`` responses; ``on_sample(done, total)`` after each one.
-    Raises :class:`LmmError` with a message for the user when the endpoint fails."""
+    ``deadline_at`` (``time.monotonic()`` time): when everything must be over; default
+    ``settings.deadline_s`` from now. Raises :class:`LmmError` with a message for the user when
+    the endpoint fails or the deadline passes."""
     if request.samples < 1:
         raise ValueError("ask for at least one sample")
-    caller = _Caller(settings, api_key, sleep)
+    caller = _Caller(settings, api_key, sleep, deadline_at)
+    try:
+        return _sample(caller, request, settings, on_sample)
+    finally:
+        # A stop (an exception, a signal) ends the waits of the other requests at once.
+        caller.cancelled.set()
+
+
+def _sample(
+    caller: _Caller,
+    request: SamplingRequest,
+    settings: ClientSettings,
+    on_sample: Callable[[int, int], None] | None,
+) -> SampledResponses:
     total = request.samples
     texts: list[str] = []
     usage = TokenUsage()
@@ -266,7 +355,8 @@ def sample_responses(
     missing = total - len(texts)
     if missing > 0:
         # The endpoint ignored n: the rest as single requests, a few at a time.
-        with ThreadPoolExecutor(max_workers=max(1, min(settings.max_parallel, missing))) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(settings.max_parallel, missing)))
+        try:
             futures = [pool.submit(caller.complete, request, 1) for _ in range(missing)]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
@@ -278,6 +368,9 @@ def sample_responses(
                 if error is not None:
                     raise error
                 record(*future.result())
+        finally:
+            caller.cancelled.set()
+            pool.shutdown(wait=False, cancel_futures=True)
         if len(texts) < total:
             raise LmmError(
                 f"the endpoint {settings.base_url} returned {len(texts)} of {total} samples "

@@ -11,6 +11,8 @@ Actions:
     ("malformed",)       200, JSON content type, a body that is not JSON
     ("wrong_shape",)     200, valid JSON that is not a chat completion
     ("drop",)            close the connection without answering
+    ("trickle", seconds) 200 headers promising a long body, then one byte every ``seconds`` until
+                         the client goes away or the server stops (a per-read timeout never trips)
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FakeOpenAIServer:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._text_index = 0
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,6 +75,7 @@ class FakeOpenAIServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -103,6 +107,20 @@ class FakeOpenAIServer:
         if kind == "drop":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if kind == "trickle":
+            try:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", "100000")
+                handler.end_headers()
+                handler.wfile.flush()
+                while not self._stopping.wait(action[1]):
+                    handler.wfile.write(b" ")
+                    handler.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up: what it should do
+            handler.close_connection = True
             return
         if kind == "malformed":
             self._send(handler, 200, b'{"id": "x", "choices": [ {"index": 0, "mess', {})
