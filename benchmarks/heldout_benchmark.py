@@ -56,7 +56,7 @@ from engine.refine.run import people_state, run_job  # noqa: E402
 from engine.synth import CONTACT_TYPES, REPORT_SEEDS, TUNING_SEEDS, SynthContext, contact_type_of, generate_scene  # noqa: E402
 from engine.synth.answers import names_contact  # noqa: E402
 from engine.synth.scene import scene_job  # noqa: E402
-from engine.synth.poses import contact_distances, penetration_depth, posed_vertices, vertex_error  # noqa: E402
+from engine.synth.poses import assignment_free_distances, contact_distances, penetration_depth, posed_vertices, vertex_error  # noqa: E402
 
 RESTORED_M = 0.01  # a contact is restored when within 1 cm
 MAX_PENETRATION_M = 0.01
@@ -75,6 +75,8 @@ class SceneResult:
     lmm_terms: int
     contact_before_m: float
     contact_after_m: float
+    # The same parts touching on any limb or person (engine.synth.poses.mirrored_contacts).
+    parts_touch_after_m: float
     distances_before_m: list[float]
     distances_after_m: list[float]
     vertex_error_before_m: float
@@ -124,6 +126,7 @@ def run_scene(seed: int, context: SynthContext, body_joints: torch.Tensor, jobs_
         lmm_terms=len(objective.terms),
         contact_before_m=max(before),
         contact_after_m=max(after),
+        parts_touch_after_m=max(assignment_free_distances(regions, scene.contacts, after_vertices, scene.num_people)),
         distances_before_m=before,
         distances_after_m=after,
         vertex_error_before_m=vertex_error(before_vertices, gt_vertices),
@@ -166,6 +169,8 @@ def summarize(results: list[SceneResult]) -> list[tuple[str, bool]]:
     print()
     print(f"summary over {n} scenes ({sum(r.num_people == 2 for r in results)} two-person, {len(one)} one-person):")
     print(f"  every ground-truth contact within 1 cm: {restored}/{n} ({100 * restored / n:.0f}%)")
+    mirrored = sum(not r.restored and r.parts_touch_after_m <= RESTORED_M for r in results)
+    print(f"  of the others, the same parts touch on another limb or person (which one the answers did not say): {mirrored}")
     print(f"  vertex error lower than initial: {lower}/{n} ({100 * lower / n:.0f}%); median {1000 * ve_before:.1f} -> "
           f"{1000 * ve_after:.1f} mm")
     print(f"  MPJPE median {1000 * mp_before:.1f} -> {1000 * mp_after:.1f} mm")

@@ -19,6 +19,7 @@ from engine.contacts.constraints import (
     objective_from_samples,
     sample_options,
     summarize,
+    with_side_hints,
 )
 from engine.contacts.file import CONTACTS_SCHEMA_VERSION, ContactsFile, TokenUsage
 from engine.contacts.objective import RegionPair
@@ -348,3 +349,18 @@ def test_one_person_plural_on_both_cells_pairs_each_side_with_its_own():
     # The same part twice has only the crossed pairing: a hand never pairs with itself.
     options, _ = sample_options([row("hands", "hands")], 1)
     assert as_sets(options) == {frozenset({frozenset({P(0, "left_hand", 0, "right_hand")})})}
+
+
+def test_sides_that_answers_agree_on_are_applied_to_the_unsided_rows():
+    # Two answers wrote "left hand | left shoulder (back)", none other sides: the unsided
+    # "hand | shoulder (back)" rows take those sides; contradicting sides leave them unsided.
+    agreed = [sample(("left hand", "left shoulder_back"))] * 2 + [sample(("hand", "shoulder_back"))] * 10
+    hinted, notes = with_side_hints(agreed)
+    assert all(row.first.alternatives[0].side == "left" and row.second.alternatives[0].side == "left" for s in hinted for row in s.rows)
+    assert notes and "left hand - left shoulder (back)" in notes[0]
+    objective = objective_from_samples(agreed, 2)
+    assert {pair.region_a for pair in objective.pairs()} <= {"left_hand", "left_shoulder_back"}
+    split = agreed + [sample(("right hand", "left shoulder_back"))]
+    assert with_side_hints(split) == (tuple(split), ())
+    lone = [sample(("left hand", "left shoulder_back"))] + [sample(("hand", "shoulder_back"))] * 10
+    assert with_side_hints(lone)[1] == ()  # one answer is not enough

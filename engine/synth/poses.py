@@ -128,6 +128,30 @@ def contact_distances(regions, contacts: Sequence[Contact], vertices: torch.Tens
     return distances
 
 
+def mirrored_contacts(contact: Contact, num_people: int) -> list[Contact]:
+    """The contact and every other assignment of its parts: each sided region on either side,
+    and for two people both person orders (what an unsided answer "hand | shoulder" allows)."""
+    a, ra, b, rb = contact
+
+    def sides(region: str) -> list[str]:
+        for side in ("left_", "right_"):
+            if region.startswith(side):
+                rest = region[len(side):]
+                return [f"left_{rest}", f"right_{rest}"]
+        return [region]
+
+    orders = [(a, b)] if (num_people == 1 or rb == GROUND) else [(a, b), (b, a)]
+    return [(pa, x, pb, y) for pa, pb in orders for x in sides(ra) for y in (sides(rb) if rb != GROUND else [rb])
+            if not (num_people == 1 and x == y)]
+
+
+def assignment_free_distances(regions, contacts: Sequence[Contact], vertices: torch.Tensor, num_people: int,
+                              floor: float = FLOOR) -> list[float]:
+    """Each ground-truth contact's distance taken over its mirrored assignments
+    (mirrored_contacts): whether the same parts touch, whichever limb or person it is."""
+    return [min(contact_distances(regions, mirrored_contacts(c, num_people), vertices, floor)) for c in contacts]
+
+
 def _near_mask(points: torch.Tensor, surface: torch.Tensor, radius: float) -> torch.Tensor:
     """(P,) True for every point that may lie within ``radius`` of some surface vertex (a
     superset: voxels of size ``radius / 2`` within two voxels of an occupied one)."""
