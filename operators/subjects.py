@@ -7,7 +7,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..prose_blender import amass
-from ..prose_blender.body_task import AddBodyTask
+from ..prose_blender.body_task import AddBodyTask, AdoptSmplxAddonTask
 from ..prose_blender.preferences import engine_settings
 from ..prose_blender.properties import BODY_KINDS, SMPLX_GENDERS
 from ..prose_blender.settings import ProseError
@@ -37,6 +37,33 @@ class PROSEPOSE_OT_add_body(TaskOperatorMixin, bpy.types.Operator):
 
     def create_task(self, context):
         return AddBodyTask(engine_settings(context), self.kind, self.gender, self.rig_file, self.name)
+
+
+class PROSEPOSE_OT_use_smplx_addon_body(TaskOperatorMixin, bpy.types.Operator):
+    """Use the selected body of the official SMPL-X add-on (its armature or mesh) as Person 1 or Person 2, read and written in that add-on's convention with your SMPL-X model file"""
+
+    bl_idname = "prosepose.use_smplx_addon_body"
+    bl_label = "Use SMPL-X add-on body"
+    bl_options = {"REGISTER", "UNDO"}
+
+    armature_name: StringProperty(name="Armature", description="The add-on's armature (empty: the active object's)", options={"SKIP_SAVE"})
+    person: IntProperty(name="Person", description="1 or 2 (0: Person 1 unless it is set, then Person 2)", min=0, max=2, default=0, options={"SKIP_SAVE"})
+    gender: EnumProperty(name="Gender", description="SMPL-X model file to use when the body does not say", items=SMPLX_GENDERS, default="NEUTRAL")
+    rig_file: StringProperty(name="Rig file", description="Use this SMPL-X rig description (.npz) instead of asking the engine", subtype="FILE_PATH", options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        return super().poll(context) and context.mode == "OBJECT"
+
+    def invoke(self, context, event):
+        self.gender = context.scene.prose.smplx_gender
+        return super().invoke(context, event)
+
+    def create_task(self, context):
+        from ..prose_blender.smplx_addon import addon_armature_of
+
+        armature = bpy.data.objects.get(self.armature_name) if self.armature_name else addon_armature_of(context.active_object)
+        return AdoptSmplxAddonTask(engine_settings(context), armature, self.gender, self.rig_file, self.person)
 
 
 class PROSEPOSE_OT_import_animation(bpy.types.Operator, ImportHelper):
@@ -82,7 +109,7 @@ class PROSEPOSE_OT_import_animation(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-classes = (PROSEPOSE_OT_add_body, PROSEPOSE_OT_import_animation)
+classes = (PROSEPOSE_OT_add_body, PROSEPOSE_OT_use_smplx_addon_body, PROSEPOSE_OT_import_animation)
 
 
 def register():

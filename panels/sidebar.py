@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..prose_blender import runtime
+from ..prose_blender import runtime, smplx_addon
 from ..prose_blender.contacts import contact_label
 
 
@@ -83,6 +83,9 @@ class PROSEPOSE_PT_subjects(ProsePanel, bpy.types.Panel):
             row.prop(prose, "smplx_gender", text="")
         layout.operator("prosepose.add_body", icon="OUTLINER_OB_ARMATURE")
         _draw_task(layout, "Add body")
+        if smplx_addon.needs_adoption(context.active_object):
+            layout.operator("prosepose.use_smplx_addon_body", icon="ARMATURE_DATA")
+            _draw_task(layout, "Use SMPL-X add-on body")
         for index in (1, 2):
             row = layout.row(align=True)
             row.prop(prose, f"person_{index}")

@@ -23,6 +23,16 @@ class BodyInfo:
     shape: tuple[float, ...]
     joint_names: tuple[str, ...]
     model_to_world: Matrix  # 3x3
+    # The armature's bone of each joint (empty: the joint names); "prosepose" for bodies made
+    # by 'Add body', "smplx_addon" for the official SMPL-X add-on's (see smplx_addon.py).
+    bone_names: tuple[str, ...] = ()
+    convention: str = "prosepose"
+
+    def bone(self, joint: str) -> str:
+        """The armature's bone for ``joint``."""
+        if not self.bone_names:
+            return joint
+        return self.bone_names[self.joint_names.index(joint)]
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,13 @@ def body_info(armature: bpy.types.Object) -> BodyInfo:
         raise ProseError("A subject must be an armature: pick the body's armature in the Subjects panel")
     data = armature.get(PROP_BODY)
     if data is None:
+        from .smplx_addon import is_addon_armature
+
+        if is_addon_armature(armature):
+            raise ProseError(
+                f"{armature.name} is a body of the SMPL-X add-on: click 'Use SMPL-X add-on body' "
+                "(Subjects panel) so ProsePose reads it with your SMPL-X model file"
+            )
         raise ProseError(
             f"{armature.name} was not made by 'Add body': add the body with ProsePose so the "
             "engine knows its model and shape"
@@ -148,6 +165,8 @@ def body_info(armature: bpy.types.Object) -> BodyInfo:
         shape=tuple(float(v) for v in data["shape"]),
         joint_names=tuple(str(n) for n in data["joint_names"]),
         model_to_world=Matrix([matrix[0:3], matrix[3:6], matrix[6:9]]),
+        bone_names=tuple(str(n) for n in data.get("bone_names", ())),
+        convention=str(data.get("convention", "prosepose")),
     )
 
 

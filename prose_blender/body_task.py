@@ -79,3 +79,66 @@ class AddBodyTask(EngineTask):
         self.built.armature.select_set(True)
         context.view_layer.objects.active = self.built.armature
         self.messages.append(Message("INFO", f"Added {self.rig.kind} body {self.built.armature.name}"))
+
+
+class AdoptSmplxAddonTask(AddBodyTask):
+    """Use a body of the official SMPL-X add-on as a subject: the SMPL-X rig of the user's model
+    file (for its regions), then the add-on's armature and mesh are marked as they are."""
+
+    title = "Use SMPL-X add-on body"
+
+    def __init__(self, settings: EngineSettings, armature, gender: str = "NEUTRAL", rig_file: str = "", person: int = 0):
+        super().__init__(settings, "smplx", gender, rig_file, armature.name if armature is not None else "")
+        self.armature_name = armature.name if armature is not None else ""
+        self.person = person
+        self.model_file_explicit = ""
+
+    def scene_full(self) -> bool:
+        import bpy
+
+        prose = bpy.context.scene.prose
+        if self.person:
+            return False
+        return (prose.person_1 is not None and prose.person_1.name != self.armature_name
+                and prose.person_2 is not None and prose.person_2.name != self.armature_name)
+
+    def prepare(self):
+        import bpy
+
+        from .smplx_addon import addon_mesh, is_addon_armature, model_gender
+
+        armature = bpy.data.objects.get(self.armature_name)
+        if armature is None or not is_addon_armature(armature):
+            raise ProseError(
+                "Select a body made by the SMPL-X add-on (its armature or mesh): an armature with a "
+                "'root' bone above 'pelvis' and the 55 SMPL-X joints"
+            )
+        if addon_mesh(armature) is None:
+            raise ProseError(f"{armature.name} deforms no mesh: the SMPL-X add-on's body has one")
+        self.gender = model_gender(armature, addon_mesh(armature)) or self.gender
+        super().prepare()
+        if self.rig_file:
+            self.model_file = str(smplx_model_file(self.settings, self.gender))
+
+    def collect(self):
+        self.rig = load_rig(self.rig_path)
+        if self.rig.kind != "smplx":
+            raise ProseError(f"The rig file {self.rig_path} is for {self.rig.kind}, not SMPL-X")
+
+    def apply(self, context):
+        import bpy
+
+        from .smplx_addon import adopt
+
+        armature = bpy.data.objects[self.armature_name]
+        adopt(armature, self.model_file, self.rig)
+        prose = context.scene.prose
+        if self.person == 2 or (not self.person and prose.person_1 is not None and prose.person_1 != armature):
+            if prose.person_1 == armature:
+                prose.person_1 = None
+            prose.person_2 = armature
+        else:
+            if prose.person_2 == armature:
+                prose.person_2 = None
+            prose.person_1 = armature
+        self.messages.append(Message("INFO", f"{armature.name} (SMPL-X add-on body, {self.gender.lower()} model) is a subject now"))

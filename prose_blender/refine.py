@@ -265,7 +265,7 @@ class RefineTask(EngineTask):
         for subject in self.subjects:
             if not subject.movable:
                 continue
-            bone_poses: list[BonePose] = [bone_pose_from_engine(subject.armature, subject.info, r.poses[subject.index]) for r in self.refined]
+            bone_poses: list[BonePose] = self._bone_poses(subject)
             write_refinement(scene, subject.armature, frames, bone_poses, self.request.ease_frames, prose.refinement_influence)
         after = self._measure_after(frames)
         self._fill_results(after)
@@ -275,6 +275,22 @@ class RefineTask(EngineTask):
         for warning in warnings:
             self.messages.append(Message("WARNING", warning))
         self.messages.append(Message("INFO", summary + "; the result is on the track 'ProsePose refinement' (Remove refinement undoes it)"))
+
+    def _bone_poses(self, subject: Subject) -> list[BonePose]:
+        """The refined poses as the subject's bone values. An SMPL-X add-on body's placement
+        (its ``root`` bone, keyed for AMASS clips) is read at each refined frame."""
+        if subject.info.convention == "prosepose":
+            return [bone_pose_from_engine(subject.armature, subject.info, r.poses[subject.index]) for r in self.refined]
+        scene = self.scene
+        current = scene.frame_current
+        try:
+            out = []
+            for r in self.refined:
+                scene.frame_set(r.frame)
+                out.append(bone_pose_from_engine(subject.armature, subject.info, r.poses[subject.index]))
+            return out
+        finally:
+            scene.frame_set(current)
 
     def _measure_after(self, frames: list[int]) -> list[list[float | None]]:
         scene = self.scene
