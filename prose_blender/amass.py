@@ -11,8 +11,9 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from mathutils import Quaternion, Vector
+from mathutils import Matrix, Quaternion, Vector
 
+from . import retarget
 from .bodies import body_info
 from .keyframes import assign_action, new_pose_action
 from .poses import EnginePose, bone_pose_from_engine, read_engine_pose
@@ -86,9 +87,15 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
     info = body_info(armature)
     warnings = []
     count = min(clip.poses.shape[1] // 3, len(info.joint_names))
-    if clip.poses.shape[1] // 3 != len(info.joint_names):
+    retarget = info.kind == "anny" and clip.poses.shape[1] // 3 >= 22
+    if retarget:
+        warnings.append(
+            f"The clip's SMPL-X joints ({clip.poses.shape[1] // 3}) were retargeted onto {armature.name}'s "
+            "bones by anatomy (canonical SMPL-X skeleton; translation scaled by the pelvis heights)"
+        )
+    elif clip.poses.shape[1] // 3 != len(info.joint_names):
         warnings.append(f"The clip has {clip.poses.shape[1] // 3} joints, the body {len(info.joint_names)}: the first {count} were used")
-    if clip.betas.size and info.shape and not np.allclose(clip.betas[: len(info.shape)], np.asarray(info.shape)[: clip.betas.size], atol=1e-4):
+    if not retarget and clip.betas.size and info.shape and not np.allclose(clip.betas[: len(info.shape)], np.asarray(info.shape)[: clip.betas.size], atol=1e-4):
         warnings.append("The clip's betas differ from the body's shape: add the body with the clip's shape for an exact fit")
     scene_rate = scene.render.fps / scene.render.fps_base
     clip_poses, clip_trans = clip.poses, clip.trans
@@ -103,6 +110,13 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
                 f"The clip ({clip.frame_rate:g} fps, {len(clip.poses)} frames) was resampled to the scene's "
                 f"{scene_rate:g} fps ({len(clip_poses)} frames)"
             )
+    if retarget:
+        engine_poses = _retargeted(armature, info, clip_poses, clip_trans)
+        bone_poses = [bone_pose_from_engine(armature, info, p) for p in engine_poses]
+        frames = [start_frame + t for t in range(len(bone_poses))]
+        action, slot = new_pose_action(armature, frames, bone_poses, f"{armature.name}_clip")
+        assign_action(armature, action, slot)
+        return action, warnings
     rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names[:count]]
     frames, poses = [], []
     for t in range(len(clip_poses)):
@@ -116,6 +130,29 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
     action, slot = new_pose_action(armature, frames, poses, f"{armature.name}_clip")
     assign_action(armature, action, slot)
     return action, warnings
+
+
+def target_skeleton(armature, info) -> retarget.TargetSkeleton:
+    """The armature's skeleton (rest frames in its model frame) for :mod:`.retarget`."""
+    names = tuple(info.joint_names)
+    index = {name: i for i, name in enumerate(names)}
+    bones = [armature.data.bones[info.bone(name)] for name in names]
+    parents = tuple(index.get(b.parent.name, -1) if b.parent is not None else -1 for b in bones)
+    rest = np.array([np.asarray(b.matrix_local) for b in bones], dtype=np.float64)
+    return retarget.TargetSkeleton(names, parents, rest, retarget.anny_floor_z(rest, names))
+
+
+def _retargeted(armature, info, poses: np.ndarray, trans: np.ndarray) -> list[EnginePose]:
+    """SMPL-X clip poses as the armature's engine poses, through :class:`.retarget.Retarget`
+    (SMPL-H and SMPL clips: their 22 body joints only; their hands are numbered otherwise)."""
+    if poses.shape[1] != 165:
+        poses = poses[:, :66]
+    local, root = retarget.Retarget(target_skeleton(armature, info))(poses, trans)
+    out = []
+    for t in range(len(poses)):
+        rotations = {name: tuple(Matrix(local[t, j].tolist()).to_quaternion()) for j, name in enumerate(info.joint_names)}
+        out.append(EnginePose(rotations, tuple(float(v) for v in root[t])))
+    return out
 
 
 def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list[int], path: str | Path, contacts_path: str | Path | None) -> None:
