@@ -117,19 +117,36 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
         action, slot = new_pose_action(armature, frames, bone_poses, f"{armature.name}_clip")
         assign_action(armature, action, slot)
         return action, warnings
-    rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names[:count]]
+    rest = [armature.data.bones[info.bone(name)].matrix_local.to_quaternion() for name in info.joint_names[:count]]
+    amass_frame = info.kind == "smplx"
+    to_model, pelvis = _amass_frame(armature, info) if amass_frame else (None, None)
     frames, poses = [], []
     for t in range(len(clip_poses)):
         rotations = {}
         for j in range(count):
             rotation = _axis_angle_to_quaternion(clip_poses[t, 3 * j: 3 * j + 3])
+            if amass_frame and j == 0:
+                rotation = to_model @ rotation
             rotations[info.joint_names[j]] = tuple(rest[j].conjugated() @ rotation @ rest[j])
-        engine_pose = EnginePose(rotations, tuple(clip_trans[t]))
+        translation = Vector(clip_trans[t])
+        if amass_frame:  # AMASS: pelvis at J0 + trans in the Z-up clip frame
+            translation = to_model.to_matrix() @ (translation + pelvis) - pelvis
+        engine_pose = EnginePose(rotations, tuple(translation))
         poses.append(bone_pose_from_engine(armature, info, engine_pose))
         frames.append(start_frame + t)
     action, slot = new_pose_action(armature, frames, poses, f"{armature.name}_clip")
     assign_action(armature, action, slot)
     return action, warnings
+
+
+def _amass_frame(armature, info) -> tuple[Quaternion, Vector]:
+    """(rotation from AMASS's Z-up clip frame to the SMPL-X model frame, the pelvis rest joint
+    in the model frame, metres): an AMASS clip's root orientation already stands the Y-up model
+    up in a Z-up world, which the engine's ``model_to_world`` does for the SMPL-X body."""
+    from .poses import _placement
+
+    to_model = info.model_to_world.transposed().to_quaternion()
+    return to_model, _placement(armature, info).rest_head.copy()
 
 
 def target_skeleton(armature, info) -> retarget.TargetSkeleton:
@@ -156,35 +173,60 @@ def _retargeted(armature, info, poses: np.ndarray, trans: np.ndarray) -> list[En
 
 
 def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list[int], path: str | Path, contacts_path: str | Path | None) -> None:
-    """Write the subject's pose at ``frames`` as an AMASS-style SMPL-X ``.npz`` and, when
-    asked, the contacts used as JSON."""
+    """Write the subject's pose at ``frames`` and, when asked, the contacts used as JSON.
+
+    An SMPL-X subject (ours or the SMPL-X add-on's) gives an AMASS-style file that the official
+    add-on and AMASS tools read: ``poses`` (T, 165) with the root orientation in AMASS's Z-up
+    frame, ``trans`` (pelvis = J0 + trans there), ``betas``, ``gender``, ``mocap_frame_rate``,
+    ``surface_model_type = 'smplx'`` and the AMASS slices. An Anny subject gives Anny's own
+    file: ``joint_names``, ``rotations`` (T, J, 4) quaternions (w, x, y, z) in each bone's rest
+    frame, ``root_translation`` (T, 3) in Anny's (Z-up) model frame, ``shape`` with
+    ``shape_names``-free phenotype values, ``frame_rate``, ``surface_model_type = 'anny'``;
+    no AMASS names."""
     info = body_info(armature)
-    rest = [armature.data.bones[name].matrix_local.to_quaternion() for name in info.joint_names]
-    poses = np.zeros((len(frames), 3 * len(info.joint_names)))
+    rotations = np.zeros((len(frames), len(info.joint_names), 4))
     trans = np.zeros((len(frames), 3))
     original = scene.frame_current
     try:
         for t, frame in enumerate(frames):
             scene.frame_set(frame)
             pose = read_engine_pose(armature, info)
-            for j, name in enumerate(info.joint_names):
-                rotation = rest[j] @ Quaternion(pose.rotations[name]) @ rest[j].conjugated()
-                axis, angle = rotation.to_axis_angle()
-                poses[t, 3 * j: 3 * j + 3] = np.asarray(axis) * angle
+            rotations[t] = [pose.rotations[name] for name in info.joint_names]
             trans[t] = pose.root_translation
     finally:
         scene.frame_set(original)
-    model = Path(info.model_file).stem.lower() if info.model_file else ""
-    gender = next((g for g in ("female", "male", "neutral") if g in model), "neutral")
-    arrays = {
-        "poses": poses.astype(np.float32),
-        "trans": trans.astype(np.float32),
-        "betas": np.asarray(info.shape, dtype=np.float32),
-        "gender": np.str_(gender),
-        "mocap_framerate": np.float32(scene.render.fps / scene.render.fps_base),
-        "surface_model_type": np.str_(info.kind),
-    }
-    if len(info.joint_names) >= 55:
+    rate = scene.render.fps / scene.render.fps_base
+    if info.kind != "smplx":
+        arrays = {
+            "surface_model_type": np.str_(info.kind),
+            "joint_names": np.array(info.joint_names),
+            "rotations": rotations.astype(np.float32),
+            "root_translation": trans.astype(np.float32),
+            "shape": np.asarray(info.shape, dtype=np.float32),
+            "frame_rate": np.float32(rate),
+        }
+    else:
+        to_model, pelvis = _amass_frame(armature, info)
+        to_clip = to_model.conjugated()
+        poses = np.zeros((len(frames), 3 * len(info.joint_names)))
+        for t in range(len(frames)):
+            for j in range(len(info.joint_names)):
+                rotation = Quaternion(rotations[t, j])  # SMPL-X rest frames are unrotated
+                if j == 0:
+                    rotation = to_clip @ rotation
+                axis, angle = rotation.to_axis_angle()
+                poses[t, 3 * j: 3 * j + 3] = np.asarray(axis) * angle
+            trans[t] = np.asarray(to_clip.to_matrix() @ (Vector(trans[t]) + pelvis) - pelvis)
+        model = Path(info.model_file).stem.lower() if info.model_file else ""
+        gender = next((g for g in ("female", "male", "neutral") if g in model), "neutral")
+        arrays = {
+            "poses": poses.astype(np.float32),
+            "trans": trans.astype(np.float32),
+            "betas": np.asarray(info.shape, dtype=np.float32),
+            "gender": np.str_(gender),
+            "mocap_frame_rate": np.float32(rate),
+            "surface_model_type": np.str_("smplx"),
+        }
         arrays.update(
             root_orient=arrays["poses"][:, :3], pose_body=arrays["poses"][:, 3:66],
             pose_jaw=arrays["poses"][:, 66:69], pose_eye=arrays["poses"][:, 69:75],

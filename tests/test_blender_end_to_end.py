@@ -104,7 +104,7 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     target = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder) / "refined.npz"
     assert bpy.ops.prosepose.export_smplx(filepath=str(target), person=1) == {"FINISHED"}
     with np.load(target) as data:
-        assert data["poses"].shape == (1, 3 * len(bpy.data.objects["P1"].data.bones)) and data["trans"].shape == (1, 3)
+        assert data["rotations"].shape == (1, len(bpy.data.objects["P1"].data.bones), 4) and data["root_translation"].shape == (1, 3)
     exported_contacts = json.loads(target.with_suffix(".contacts.json").read_text())
     cache = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder)
     files = [p for p in cache.rglob("*") if p.is_file()]
