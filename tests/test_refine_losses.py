@@ -598,6 +598,6 @@ def test_touch_distance_pulls_no_closer():
         put(vertices, 1, "head", (gap, 0.0, 1.0))
         vertices.requires_grad_(True)
         loss = contact_value(index, vertices, 0.0)
-        assert float(loss) == pytest.approx(expected, abs=1e-6)
+        assert float(loss.detach()) == pytest.approx(expected, abs=1e-6)
         loss.backward()
         assert (float(vertices.grad.abs().sum()) == 0.0) == (expected == 0.0)

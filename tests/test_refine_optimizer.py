@@ -249,13 +249,15 @@ def test_a_leg_standing_on_the_floor_is_held_as_hard_as_what_it_carries(body, st
     # The synthetic feet reach down to about 4 cm: on a floor at 5 cm both stand; on one a
     # metre lower neither does.
     standing, floating = weights(hand_on_head, 0.05), weights(hand_on_head, -1.0)
-    assert torch.allclose(floating, weights(ContactObjective(()), -1.0))
+    assert torch.allclose(floating[left_leg + right_leg], weights(ContactObjective(()), -1.0)[left_leg + right_leg])
     assert torch.allclose(standing[left_leg + right_leg], held[left_leg + right_leg])
     assert torch.allclose(floating[left_leg + right_leg], statics.stiffness[left_leg + right_leg])
     # A foot a contact must move is not held: the artist's "right foot on the left leg" ...
     foot_on_leg = ContactObjective((ContactTerm((((RegionPair(0, "right_foot", 0, "left_leg"),),),), 1.0, "artist", "x"),))
     artist = weights(foot_on_leg, 0.05)
-    assert torch.allclose(artist[right_leg], statics.stiffness[right_leg])
+    from engine.refine.problem import CONTACT_LIMB_STAY_CLOSE
+
+    assert torch.allclose(artist[right_leg], CONTACT_LIMB_STAY_CLOSE * statics.stiffness[right_leg])  # the moving leg, relaxed
     assert torch.allclose(artist[left_leg], held[left_leg])
     # ... but the LMM's unsided "foot on leg" can be either foot: both stay held, and the
     # minimum over the alternatives takes the foot that is free to move.
@@ -327,3 +329,28 @@ def test_a_stage_goes_on_while_an_open_contact_still_closes():
     assert not contact_still_closing([0.30] * 40, window, -1e-4, 0.01)  # no progress
     assert not contact_still_closing([0.02 - 0.0005 * i for i in range(39)] + [0.005], window, -1e-4, 0.01)  # made
     assert not contact_still_closing(closing[:10], window, -1e-4, 0.01)  # too few steps to judge
+
+
+def test_a_stage_stops_when_the_loss_falls_by_a_negligible_share_of_itself():
+    window = 20
+    # A total of 200 falling by 0.01 a step (5e-5 of itself): the absolute rule alone goes on.
+    slow = [200.0 - 0.01 * i for i in range(window)]
+    assert not stopped_falling(slow, window, -1e-4)
+    assert stopped_falling(slow, window, -1e-4, relative_slope=3e-4)
+    fast = [200.0 - 1.0 * i for i in range(window)]  # 0.5% a step: still falling
+    assert not stopped_falling(fast, window, -1e-4, relative_slope=3e-4)
+
+
+def test_the_contact_limbs_stay_close_is_relaxed_and_the_trunk_is_not(body, statics):
+    from engine.refine.problem import CONTACT_LIMB_STAY_CLOSE, contact_limb_joints
+
+    relaxed = contact_limb_joints(statics, body.regions, hand_on_shoulder(), 2)
+    names = [{body.joint_names[j] for j in joints} for joints in relaxed]
+    # Person 1's right arm (its hand touches), not the shoulder it lands on or any trunk joint.
+    assert names[0] == {"right_shoulder", "right_elbow", "right_wrist"}
+    assert names[1] == set()
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), scene(body), [PersonOptions()] * 2)
+    plain = build_problem(statics, body.regions, ContactObjective(()), scene(body), [PersonOptions()] * 2)
+    arm, spine = body.joint_names.index("right_elbow"), body.joint_names.index("spine")
+    assert float(problem.setup.joint_weights[0, arm]) == pytest.approx(CONTACT_LIMB_STAY_CLOSE * float(plain.setup.joint_weights[0, arm]))
+    assert float(problem.setup.joint_weights[0, spine]) == float(plain.setup.joint_weights[0, spine])

@@ -24,7 +24,7 @@ from engine.refine.losses.penetration import (
 from engine.refine.metrics import vertex_normals
 from engine.refine.losses.terms import KeypointSetup, LossSetup
 from engine.contacts.objective import ContactObjective
-from engine.body.regions import composite_members, region_name
+from engine.body.regions import GROUND, composite_members, region_name, split_region
 from engine.refine.optimizer import PeopleState, RefineProblem
 
 ROOT_TRANSLATION = "root_translation"
@@ -236,6 +236,47 @@ def _check_joint_names(body: BodyModel, names, where: str) -> None:
         )
 
 
+# Stay-close weight multiplier of the joints that carry a limb or the head named by a contact
+# (see contact_limb_joints).
+CONTACT_LIMB_STAY_CLOSE = 0.25
+# Region bases whose chain is relaxed: the limbs and the head, not the trunk or a shoulder a
+# contact lands on.
+_RELAXED_BASES = frozenset({"hand", "arm", "foot", "leg", "head"})
+# The body's extremities: a joint whose subtree holds two of them is trunk.
+_EXTREMITIES = ("left_hand", "right_hand", "left_foot", "right_foot", "head")
+
+
+def contact_limb_joints(statics: BodyStatics, regions: RegionVertices, objective: ContactObjective, num_people: int) -> list[set[int]]:
+    """Per person, the joints of each contact limb (or head): from the bones its region's
+    vertices follow up to, not including, the first joint whose subtree holds a second
+    extremity (hand, foot or head), i.e. where the limb meets the trunk.
+
+    Why: a regressor leaves the touching limb 10-60 cm off while the rest of the body is
+    nearly right; with the limb held as hard as the trunk, the contact pull met the stay-close
+    pull half-way (a hand held 20 cm short of the partner's hand, a head 25 cm short of a
+    shoulder: held-out tuning scenes). The answers say which limb is wrong: that limb moves
+    more freely, every other joint keeps its weight."""
+    parents = statics.body.parents
+    dominant = statics.skinning.argmax(1)
+    holds: list[set[str]] = [set() for _ in parents]
+    for extremity in _EXTREMITIES:
+        for bone in np.unique(dominant[regions.subsample(extremity)]):
+            joint = int(bone)
+            while joint >= 0:
+                holds[joint].add(extremity)
+                joint = parents[joint]
+    relaxed: list[set[int]] = [set() for _ in range(num_people)]
+    for pair in objective.pairs():
+        for person, region in ((pair.person_a, pair.region_a), (pair.person_b, pair.region_b)):
+            if region == GROUND or split_region(composite_members(region)[0])[0] not in _RELAXED_BASES:
+                continue
+            for bone in np.unique(dominant[regions.subsample(region)]):
+                joint = int(bone)
+                while joint >= 0 and parents[joint] >= 0 and len(holds[joint]) <= 1:
+                    relaxed[person].add(joint)
+                    joint = parents[joint]
+    return relaxed
+
 def build_problem(
     statics: BodyStatics,
     regions: RegionVertices,
@@ -265,6 +306,11 @@ def build_problem(
     movable_joints = statics.optimizable[None].repeat(num_people, 1).clone()
     rig_scale = STAY_CLOSE_RIG_SCALE.get(body.kind, 1.0)
     stiffness = statics.stiffness[None].repeat(num_people, 1)
+    # The contact limbs move more freely (before the standing legs are held: a planted leg that
+    # a contact also names stays as stiff as what it carries).
+    for person, joints in enumerate(contact_limb_joints(statics, regions, objective, num_people)):
+        if joints:
+            stiffness[person, sorted(joints)] *= CONTACT_LIMB_STAY_CLOSE
     # A standing leg carries the body: its joints are held as hard as what they carry (see
     # supporting_stiffness). Why: a small turn at the hip swings a planted foot by the whole
     # leg's length, and with a leg as free as an arm a foot reaching up to the other thigh
