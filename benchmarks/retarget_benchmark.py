@@ -2,9 +2,11 @@
 directions. On generated SMPL-X poses (random body and hand rotations, standing turned roots,
 AMASS-style Z-up), the angle between each corresponding bone (upper arm, forearm, thigh, shin,
 spine, neck) of the SMPL-X skeleton and of the retargeted Anny skeleton (the engine's Anny rest
-frames, the add-on's retarget ``prose_blender/retarget.py``). Prints median, 95th percentile
-and worst per bone and overall. With ``--model-file`` the SMPL-X rest joints come from that
-file (exact), else from the project's canonical T-pose skeleton.
+frames, the add-on's retarget ``prose_blender/retarget.py``). Then the inverse (Anny -> SMPL-X,
+what the "SMPL-X through the inverse retarget" export writes) on generated Anny poses (every one
+of Anny's bones turned at random, twist and intermediate bones included). Prints median, 95th
+percentile and worst per bone and overall, forward and inverse. With ``--model-file`` the SMPL-X
+rest joints come from that file (exact), else from the project's canonical T-pose skeleton.
 
 Usage: python benchmarks/retarget_benchmark.py [--poses 500] [--seed 0] [--model-file F]"""
 
@@ -54,15 +56,17 @@ def main() -> None:
             rest_joints = data["J_regressor"] @ data["v_template"]
     mapper = retarget.Retarget(anny_skeleton(retarget), rest_joints)
     poses, trans = retarget.sample_poses(args.poses, args.seed)
-    errors = retarget.bone_direction_errors(poses, trans, mapper)
-    rows = {}
-    for bone, values in errors.items():
-        rows[bone] = {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)), "worst": float(values.max())}
-        print(f"{bone:16s} median {rows[bone]['median']:6.2f} deg  p95 {rows[bone]['p95']:6.2f}  worst {rows[bone]['worst']:6.2f}")
-    every = np.concatenate(list(errors.values()))
-    summary = {"poses": args.poses, "skeleton": "model file" if args.model_file else "canonical",
-               "median_deg": float(np.median(every)), "worst_deg": float(every.max()),
-               "within_10_deg": float((every < 10).mean()), "height_scale": mapper.scale}
+    local, root = retarget.sample_target_poses(mapper.target, args.poses, args.seed + 1)
+    summary = {"poses": args.poses, "skeleton": "model file" if args.model_file else "canonical", "height_scale": mapper.scale}
+    for direction, errors in (("forward", retarget.bone_direction_errors(poses, trans, mapper)),
+                              ("inverse", retarget.inverse_bone_direction_errors(local, root, mapper))):
+        print(f"{direction} ({'SMPL-X -> Anny' if direction == 'forward' else 'Anny -> SMPL-X'}):")
+        for bone, values in errors.items():
+            row = {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)), "worst": float(values.max())}
+            print(f"  {bone:16s} median {row['median']:6.2f} deg  p95 {row['p95']:6.2f}  worst {row['worst']:6.2f}")
+        every = np.concatenate(list(errors.values()))
+        summary[direction] = {"median_deg": float(np.median(every)), "worst_deg": float(every.max()),
+                              "within_10_deg": float((every < 10).mean())}
     print(json.dumps(summary))
 
 

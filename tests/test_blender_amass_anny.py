@@ -1,7 +1,7 @@
 """Issue 17 item 2: an AMASS SMPL-X clip imported onto the built-in Anny body is retargeted by
 anatomy (prose_blender/retarget.py), not mapped joint by index: on generated SMPL-X poses the
 upper arms, forearms, thighs, shins, spine and neck of the imported Anny armature (Blender's own
-pose evaluation) point where the SMPL-X skeleton's do, within 10 degrees; ``mocap_frame_rate``
+pose evaluation) point where the SMPL-X skeleton's do, within 1 degree; ``mocap_frame_rate``
 is read and the clip resampled to the scene's rate."""
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def test_amass_clip_on_anny_keeps_bone_directions(enabled_addon, tmp_path):
     assert np.median(every) < 1.0
     for bone, values in errors.items():
         assert np.median(values) < 10.0, bone
-    assert max(max(errors[b]) for b in retarget.MEASURED_BONES if b not in ("spine",)) < 1.0
-    assert max(errors["spine"]) < 15.0
+    # The spine too: SMPL-X's three spine joints spread over Anny's five spine bones by rest
+    # length (retarget.ChainMap), the chain's end turned onto SMPL-X's.
+    assert max(max(errors[b]) for b in retarget.MEASURED_BONES) < 1.0
     action = armature.animation_data.action
     assert action is not None and action.frame_range[1] - action.frame_range[0] + 1 == len(kept)
