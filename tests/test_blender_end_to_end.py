@@ -1,7 +1,8 @@
 """End to end: two Anny bodies, Find contacts through the loopback OpenAI-compatible server and
 the real engine, then Refine with the real engine: the named regions move into contact, the
-result is a new action on a new NLA track, the original action is bit-identical, and cancelling
-or killing a real refine leaves the scene exactly as it was."""
+result is a new action on each subject's 'ProsePose refinement' NLA track, the original action is
+bit-identical on its own track below it, and cancelling or killing a real refine leaves the scene
+exactly as it was."""
 
 from __future__ import annotations
 
@@ -95,10 +96,24 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     print(f"hand-hand distance {before:.3f} m -> {after:.3f} m in {time.monotonic() - started:.1f} s")
     assert after < 0.005 and after < before / 10
     assert action_digest(original) == original_digest
+    # The refined poses are one strip on each subject's refinement track, the top track, over
+    # frame 10 and its ease frames; the original action is untouched on a track below it.
+    from prosepose.prose_blender.layers import PROP_STRIP, TRACK_NAME, refined_frames
+
+    ease = scene.prose.ease_frames
     for name in ("P1", "P2"):
-        tracks = bpy.data.objects[name].animation_data.nla_tracks
-        assert tracks[-1].strips[0].action.name.startswith(f"{name}_refined")
-    assert [t.strips[0].action for t in bpy.data.objects["P1"].animation_data.nla_tracks][0] == original
+        armature = bpy.data.objects[name]
+        tracks = armature.animation_data.nla_tracks
+        assert tracks[-1].name == TRACK_NAME and not tracks[-1].mute
+        assert [t.name for t in tracks].count(TRACK_NAME) == 1
+        (strip,) = tracks[-1].strips
+        assert strip.action.name == f"{name} refined 10" and strip.action is not original
+        assert list(strip.action[PROP_STRIP]["frames"]) == [10] and strip.action[PROP_STRIP]["role"] == "refined"
+        assert (strip.frame_start, strip.frame_end) == (10 - ease, 10 + ease)
+        assert refined_frames(armature) == [10]
+        assert armature.animation_data.action is None  # the original plays from its own track
+    p1_tracks = bpy.data.objects["P1"].animation_data.nla_tracks
+    assert p1_tracks[0].strips[0].action == original and not p1_tracks[0].mute
     assert len(scene.prose.results) >= 1 and scene.prose.results[0].after < scene.prose.results[0].before
     # Export: the refined pose as an AMASS-style file and the contacts used.
     target = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder) / "refined.npz"
