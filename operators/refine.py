@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from ..prose_blender import amass, layers
@@ -78,6 +78,15 @@ class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     person: IntProperty(name="Person", description="Which subject to export", min=1, max=2, default=1)
     write_contacts: BoolProperty(name="Contacts JSON", description="Also write the enabled contacts next to the file (.contacts.json)", default=True)
+    anny_format: EnumProperty(
+        name="Anny body as",
+        description="What an Anny subject's file holds (an SMPL-X subject always gives an AMASS-style SMPL-X file)",
+        items=(
+            ("ANNY", "Anny's own joints", "Anny's joint names and rotations; no AMASS names"),
+            ("SMPLX", "SMPL-X (inverse retarget)", "An AMASS-style SMPL-X file through the inverse retarget; the bone-direction error is reported"),
+        ),
+        default="ANNY",
+    )
 
     @classmethod
     def poll(cls, context):
@@ -93,10 +102,12 @@ class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
         contacts = path.with_suffix(".contacts.json") if self.write_contacts else None
         try:
             frames = list(refine_request(scene).frames)
-            amass.export_clip(scene, armature, frames, path, contacts)
+            messages = amass.export_clip(scene, armature, frames, path, contacts, self.anny_format == "SMPLX", engine_settings(context))
         except (ProseError, OSError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        for message in messages:
+            self.report({"INFO"}, message)
         self.report({"INFO"}, f"Wrote {path}")
         return {"FINISHED"}
 

@@ -17,7 +17,7 @@ from . import retarget
 from .bodies import body_info
 from .keyframes import assign_action, new_pose_action
 from .poses import EnginePose, bone_pose_from_engine, read_engine_pose
-from .settings import ProseError
+from .settings import EngineSettings, ProseError, smplx_model_file
 
 
 @dataclass(frozen=True)
@@ -79,19 +79,65 @@ def _resampled(clip: MotionClip, rate: float) -> tuple[np.ndarray, np.ndarray]:
     return poses, trans
 
 
-def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: MotionClip, start_frame: int, frame_rate: str = "RESAMPLE") -> tuple[bpy.types.Action, list[str]]:
+def smplx_rest_joints(settings: EngineSettings | None, gender: str = "neutral", betas=None) -> tuple[np.ndarray | None, str]:
+    """(55, 3) rest joints of the user's SMPL-X model file (the preferences' folder, the
+    ``gender``'s file or else the neutral one) shaped by ``betas`` (``J_regressor @ (v_template
+    + shapedirs @ betas)``, SMPL-X's frame), and a phrase saying which skeleton that is; (None,
+    phrase) when no model file is set or it cannot be read here (a ``.pkl``: only ``.npz`` files
+    are read on Blender's side, without pickles), and the retarget uses its canonical skeleton.
+    ``settings`` None: the add-on's preferences."""
+    canonical = "canonical SMPL-X skeleton"
+    if settings is None:
+        from .preferences import engine_settings
+
+        settings = engine_settings()
+    if not settings.smplx_model_folder:
+        return None, canonical
+    path = None
+    for name in dict.fromkeys((str(gender or "neutral").upper(), "NEUTRAL")):
+        try:
+            path = smplx_model_file(settings, name)
+            break
+        except ProseError:
+            continue
+    if path is None:
+        return None, f"{canonical}: no SMPL-X model file for it in the preferences' folder"
+    if path.suffix.lower() != ".npz":
+        return None, f"{canonical}: {path.name} is not an .npz (use the .npz download for exact rest joints)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            template = np.asarray(data["v_template"], dtype=np.float64)
+            regressor = np.asarray(data["J_regressor"], dtype=np.float64)
+            shapedirs = np.asarray(data["shapedirs"], dtype=np.float64) if "shapedirs" in data.files else None
+    except (OSError, KeyError, ValueError) as error:
+        return None, f"{canonical}: {path.name} could not be read ({error})"
+    betas = np.zeros(0) if betas is None else np.asarray(betas, dtype=np.float64).ravel()
+    if shapedirs is not None and betas.size:
+        n = min(betas.size, shapedirs.shape[-1])
+        template = template + shapedirs[..., :n] @ betas[:n]
+    joints = regressor @ template
+    if joints.shape[0] < 55 or joints.shape[1] != 3:
+        return None, f"{canonical}: {path.name} does not regress SMPL-X's 55 joints"
+    return joints[:55], f"rest joints of {path.name}"
+
+
+def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: MotionClip, start_frame: int, frame_rate: str = "RESAMPLE", settings: EngineSettings | None = None) -> tuple[bpy.types.Action, list[str]]:
     """Key the clip on ``armature`` as its active action, one key per scene frame; returns
     (action, messages). A clip at another rate than the scene's is resampled to the scene's
     rate (``frame_rate="RESAMPLE"``) or sets the scene's rate (``"SCENE"``); a message says
-    which."""
+    which. An SMPL-X clip on Anny is retargeted, on the exact rest joints of the user's SMPL-X
+    model file (``settings``' folder, by default the preferences'; the clip's gender and betas) when one is
+    set."""
     info = body_info(armature)
     warnings = []
     count = min(clip.poses.shape[1] // 3, len(info.joint_names))
     retarget = info.kind == "anny" and clip.poses.shape[1] // 3 >= 22
+    rest_joints = None
     if retarget:
+        rest_joints, skeleton = smplx_rest_joints(settings, clip.gender, clip.betas)
         warnings.append(
             f"The clip's SMPL-X joints ({clip.poses.shape[1] // 3}) were retargeted onto {armature.name}'s "
-            "bones by anatomy (canonical SMPL-X skeleton; translation scaled by the pelvis heights)"
+            f"bones by anatomy ({skeleton}; translation scaled by the pelvis heights)"
         )
     elif clip.poses.shape[1] // 3 != len(info.joint_names):
         warnings.append(f"The clip has {clip.poses.shape[1] // 3} joints, the body {len(info.joint_names)}: the first {count} were used")
@@ -111,7 +157,7 @@ def import_clip(scene: bpy.types.Scene, armature: bpy.types.Object, clip: Motion
                 f"{scene_rate:g} fps ({len(clip_poses)} frames)"
             )
     if retarget:
-        engine_poses = _retargeted(armature, info, clip_poses, clip_trans)
+        engine_poses = _retargeted(armature, info, clip_poses, clip_trans, rest_joints)
         bone_poses = [bone_pose_from_engine(armature, info, p) for p in engine_poses]
         frames = [start_frame + t for t in range(len(bone_poses))]
         action, slot = new_pose_action(armature, frames, bone_poses, f"{armature.name}_clip")
@@ -159,12 +205,12 @@ def target_skeleton(armature, info) -> retarget.TargetSkeleton:
     return retarget.TargetSkeleton(names, parents, rest, retarget.anny_floor_z(rest, names))
 
 
-def _retargeted(armature, info, poses: np.ndarray, trans: np.ndarray) -> list[EnginePose]:
+def _retargeted(armature, info, poses: np.ndarray, trans: np.ndarray, rest_joints=None) -> list[EnginePose]:
     """SMPL-X clip poses as the armature's engine poses, through :class:`.retarget.Retarget`
     (SMPL-H and SMPL clips: their 22 body joints only; their hands are numbered otherwise)."""
     if poses.shape[1] != 165:
         poses = poses[:, :66]
-    local, root = retarget.Retarget(target_skeleton(armature, info))(poses, trans)
+    local, root = retarget.Retarget(target_skeleton(armature, info), rest_joints)(poses, trans)
     out = []
     for t in range(len(poses)):
         rotations = {name: tuple(Matrix(local[t, j].tolist()).to_quaternion()) for j, name in enumerate(info.joint_names)}
@@ -172,7 +218,48 @@ def _retargeted(armature, info, poses: np.ndarray, trans: np.ndarray) -> list[En
     return out
 
 
-def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list[int], path: str | Path, contacts_path: str | Path | None) -> None:
+def _amass_arrays(poses: np.ndarray, trans: np.ndarray, betas, gender: str, rate: float) -> dict[str, np.ndarray]:
+    arrays = {
+        "poses": poses.astype(np.float32),
+        "trans": trans.astype(np.float32),
+        "betas": np.asarray(betas, dtype=np.float32),
+        "gender": np.str_(gender),
+        "mocap_frame_rate": np.float32(rate),
+        "surface_model_type": np.str_("smplx"),
+    }
+    arrays.update(
+        root_orient=arrays["poses"][:, :3], pose_body=arrays["poses"][:, 3:66],
+        pose_jaw=arrays["poses"][:, 66:69], pose_eye=arrays["poses"][:, 69:75],
+        pose_hand=arrays["poses"][:, 75:165],
+    )
+    return arrays
+
+
+def _inverse_retargeted(armature, info, rotations: np.ndarray, trans: np.ndarray, rate: float, settings) -> tuple[dict[str, np.ndarray], str]:
+    """An Anny animation as an AMASS-style SMPL-X file through :meth:`.retarget.Retarget.inverse`
+    (neutral body, zero betas; exact rest joints of the user's model file when one is set), and
+    the bone-direction error of the result against the Anny bones, as a message."""
+    rest_joints, skeleton = smplx_rest_joints(settings, "neutral", None)
+    mapper = retarget.Retarget(target_skeleton(armature, info), rest_joints)
+    local = retarget.quaternion_to_matrix(rotations)
+    poses, smplx_trans = mapper.inverse(local, trans)
+    errors = retarget.inverse_bone_direction_errors(local, trans, mapper)
+    arrays = _amass_arrays(poses, smplx_trans, np.zeros(10), "neutral", rate)
+    arrays["retargeted_from"] = np.str_(info.kind)
+    every = np.concatenate(list(errors.values()))
+    groups = {}
+    for bone, values in errors.items():
+        groups.setdefault(bone.split(" ", 1)[-1], []).append(values)
+    detail = ", ".join(f"{group} {np.max(np.concatenate(v)):.2f}" for group, v in groups.items())
+    message = (
+        f"{armature.name} exported as SMPL-X through the inverse retarget ({skeleton}): bone-direction "
+        f"error median {np.median(every):.2f} deg, worst {every.max():.2f} deg over {len(rotations)} frame(s) "
+        f"(worst per bone: {detail})"
+    )
+    return arrays, message
+
+
+def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list[int], path: str | Path, contacts_path: str | Path | None, anny_as_smplx: bool = False, settings: EngineSettings | None = None) -> list[str]:
     """Write the subject's pose at ``frames`` and, when asked, the contacts used as JSON.
 
     An SMPL-X subject (ours or the SMPL-X add-on's) gives an AMASS-style file that the official
@@ -182,7 +269,9 @@ def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list
     file: ``joint_names``, ``rotations`` (T, J, 4) quaternions (w, x, y, z) in each bone's rest
     frame, ``root_translation`` (T, 3) in Anny's (Z-up) model frame, ``shape`` with
     ``shape_names``-free phenotype values, ``frame_rate``, ``surface_model_type = 'anny'``;
-    no AMASS names."""
+    no AMASS names. With ``anny_as_smplx`` an Anny subject gives an AMASS-style SMPL-X file
+    through the inverse retarget instead (``retargeted_from = 'anny'``), and the returned
+    messages give its bone-direction error (also printed)."""
     info = body_info(armature)
     rotations = np.zeros((len(frames), len(info.joint_names), 4))
     trans = np.zeros((len(frames), 3))
@@ -196,7 +285,12 @@ def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list
     finally:
         scene.frame_set(original)
     rate = scene.render.fps / scene.render.fps_base
-    if info.kind != "smplx":
+    messages = []
+    if info.kind != "smplx" and anny_as_smplx:
+        arrays, message = _inverse_retargeted(armature, info, rotations, trans, rate, settings)
+        print(message)
+        messages.append(message)
+    elif info.kind != "smplx":
         arrays = {
             "surface_model_type": np.str_(info.kind),
             "joint_names": np.array(info.joint_names),
@@ -219,19 +313,7 @@ def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list
             trans[t] = np.asarray(to_clip.to_matrix() @ (Vector(trans[t]) + pelvis) - pelvis)
         model = Path(info.model_file).stem.lower() if info.model_file else ""
         gender = next((g for g in ("female", "male", "neutral") if g in model), "neutral")
-        arrays = {
-            "poses": poses.astype(np.float32),
-            "trans": trans.astype(np.float32),
-            "betas": np.asarray(info.shape, dtype=np.float32),
-            "gender": np.str_(gender),
-            "mocap_frame_rate": np.float32(rate),
-            "surface_model_type": np.str_("smplx"),
-        }
-        arrays.update(
-            root_orient=arrays["poses"][:, :3], pose_body=arrays["poses"][:, 3:66],
-            pose_jaw=arrays["poses"][:, 66:69], pose_eye=arrays["poses"][:, 69:75],
-            pose_hand=arrays["poses"][:, 75:165],
-        )
+        arrays = _amass_arrays(poses, trans, info.shape, gender, rate)
     np.savez(path, **arrays)
     if contacts_path:
         prose = scene.prose
@@ -248,3 +330,4 @@ def export_clip(scene: bpy.types.Scene, armature: bpy.types.Object, frames: list
                 entry["weight"] = c.weight
             contacts.append(entry)
         Path(contacts_path).write_text(json.dumps({"frames": list(frames), "contact_strength": prose.contact_strength, "contacts": contacts}, indent=1), encoding="utf-8")
+    return messages
