@@ -72,7 +72,7 @@ class TaskOperatorMixin:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         state = task.poll()
-        _set_status(context, f"{task.status_text} ({task.progress:.0%}) - Esc to cancel")
+        _set_status(context, f"{task.status_line()} - Esc to cancel")
         _redraw(context)
         if state is TaskState.RUNNING:
             return {"RUNNING_MODAL"}

@@ -3,6 +3,8 @@ No bpy here: the body builder turns a :class:`Rig` into Blender data."""
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,8 @@ def load_rig(path: str | Path) -> Rig:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # A file cut short is not a zip archive (or ends inside one): never a traceback.
         raise ProseError(f"Cannot read the rig file {path}: {error}") from error
     missing = [key for key in _REQUIRED_KEYS if key not in arrays]
     if missing:

@@ -86,6 +86,10 @@ class EngineTask:
             self._commands[self._step], self.settings.process_environment(), ADDON_ROOT, self.log_path
         )
 
+    def status_line(self) -> str:
+        """What the status bar shows while the task runs (the operator adds "Esc to cancel")."""
+        return f"{self.status_text} ({self.progress:.0%})"
+
     def poll(self) -> TaskState:
         if self.state is not TaskState.RUNNING or self.process is None:
             return self.state
