@@ -15,7 +15,7 @@ VENV42 := .venv-42
 STAMP42 := $(VENV42)/.installed-$(shell sha256sum requirements/smoke-42.txt | cut -c1-16)
 SMOKE42_TESTS := tests/test_addon_registration.py tests/test_blender_bodies.py tests/test_blender_panels.py \
 	tests/test_blender_extension_zip.py tests/test_blender_engine_failures.py tests/test_blender_animator.py \
-	tests/test_blender_smplx_addon.py tests/test_blender_exports.py
+	tests/test_blender_smplx_addon.py tests/test_blender_exports.py tests/test_blender_gltf_fbx.py
 
 $(STAMP42): requirements/smoke-42.txt
 	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)

@@ -112,7 +112,81 @@ class PROSEPOSE_OT_export_smplx(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-classes = (PROSEPOSE_OT_refine, PROSEPOSE_OT_remove_refinement, PROSEPOSE_OT_export_smplx)
+class PROSEPOSE_OT_export_scene(bpy.types.Operator, ExportHelper):
+    """Export the subjects (armatures and meshes) with the refined animation baked, as glTF or FBX, through Blender's own exporters: every frame of the scene's range as the scene shows it (the refinement layer included)"""
+
+    bl_idname = "prosepose.export_scene"
+    bl_label = "Export glTF / FBX"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb;*.gltf;*.fbx", options={"HIDDEN"})
+    file_format: EnumProperty(
+        name="Format",
+        description="glTF binary or FBX; both hold the animation as the scene shows it at every frame",
+        items=(("GLB", "glTF binary (.glb)", "glTF 2.0, the scene's animation sampled at every frame"),
+               ("FBX", "FBX (.fbx)", "FBX with the scene's animation baked at every frame")),
+        default="GLB",
+    )
+    subjects_only: BoolProperty(name="Subjects only", description="Export only Person 1 and Person 2 (armatures and their meshes)", default=True)
+
+    def check(self, context):
+        wanted = ".fbx" if self.file_format == "FBX" else ".glb"
+        path = Path(self.filepath)
+        if self.filepath and path.suffix.lower() != wanted:
+            self.filepath = str(path.with_suffix(wanted))
+            return True
+        return False
+
+    def execute(self, context):
+        self.check(context)
+        scene = context.scene
+        subjects = [a for a in (scene.prose.person_1, scene.prose.person_2) if a is not None]
+        if self.subjects_only and not subjects:
+            self.report({"ERROR"}, "No subject to export: set Person 1 in the Subjects panel")
+            return {"CANCELLED"}
+        objects = subjects + [o for o in scene.objects if o.parent in subjects and o.type == "MESH"]
+        selected = [o for o in context.view_layer.objects if o.select_get()]
+        active = context.view_layer.objects.active
+        try:
+            if self.subjects_only:
+                for obj in selected:
+                    obj.select_set(False)
+                for obj in objects:
+                    obj.select_set(True)
+            if self.file_format == "FBX":
+                # The scene's animation (NLA layers evaluated), one key per frame, unsimplified.
+                result = bpy.ops.export_scene.fbx(
+                    filepath=self.filepath, use_selection=self.subjects_only, object_types={"ARMATURE", "MESH"},
+                    add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
+                    bake_anim_use_nla_strips=False, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
+                    bake_anim_force_startend_keying=True)
+            else:
+                # 'SCENE' samples what the scene shows; the default ('ACTIONS') would export the
+                # original action without the refinement layer.
+                result = bpy.ops.export_scene.gltf(
+                    filepath=self.filepath, export_format="GLB", use_selection=self.subjects_only,
+                    export_animations=True, export_animation_mode="SCENE", export_force_sampling=True,
+                    export_frame_step=1)
+        except (RuntimeError, TypeError) as error:
+            self.report({"ERROR"}, f"Blender's exporter failed: {error}")
+            return {"CANCELLED"}
+        finally:
+            if self.subjects_only:
+                for obj in objects:
+                    obj.select_set(False)
+                for obj in selected:
+                    obj.select_set(True)
+                context.view_layer.objects.active = active
+        if result != {"FINISHED"}:
+            self.report({"ERROR"}, f"Blender's exporter did not finish ({', '.join(result)})")
+            return {"CANCELLED"}
+        note = " (Blender's FBX importer: set Animation Offset to 0 to keep the frame numbers)" if self.file_format == "FBX" else ""
+        self.report({"INFO"}, f"Wrote {self.filepath}, frames {scene.frame_start}-{scene.frame_end}{note}")
+        return {"FINISHED"}
+
+
+classes = (PROSEPOSE_OT_refine, PROSEPOSE_OT_remove_refinement, PROSEPOSE_OT_export_smplx, PROSEPOSE_OT_export_scene)
 
 
 def register():

@@ -184,7 +184,7 @@ class PROSEPOSE_PT_export(ProsePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         layout.operator("prosepose.export_smplx", icon="EXPORT")
-        layout.label(text="FBX / glTF: File > Export", icon="INFO")
+        layout.operator("prosepose.export_scene", icon="EXPORT")
 
 
 classes = (
