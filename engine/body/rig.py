@@ -4,6 +4,8 @@ written by the engine (Blender's Python has no torch). Format: an ``.npz`` file 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -104,10 +106,21 @@ _FIELD_NAMES = tuple(f.name for f in fields(Rig))
 
 
 def write_rig(path: str | Path, rig: Rig) -> None:
+    """Write ``rig`` to ``path`` through a temporary file beside it, flushed and renamed into
+    place: a cancelled or killed run never leaves half a rig where a reader finds it."""
     rig.validate()
     arrays = {name: np.asarray(getattr(rig, name)) for name in _FIELD_NAMES}
-    with open(path, "wb") as stream:
-        np.savez_compressed(stream, **arrays)
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def read_rig(path: str | Path) -> Rig:

@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.body import load_body
     from engine.body.rig import build_rig, write_rig
 
+    # Progress lines the add-on shows while it waits: the first load of the built-in body
+    # builds its data on this machine (a minute or more), with nothing else to show for it.
+    emit("progress", message=f"loading the {args.body} body (the first time on a machine it builds its data: a minute or more)",
+         done=0, total=3)
     body = load_body(args.body, args.model_file)
     shape = body.default_shape()
     if args.shape is not None:
@@ -35,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
             )
         shape = shape.clone()
         shape[: len(args.shape)] = torch.tensor(args.shape, dtype=shape.dtype)
+    emit("progress", message="deriving the regions and the armature", done=1, total=3)
     rig = build_rig(body, shape)
+    emit("progress", message="writing the rig", done=2, total=3)
     try:
         write_rig(args.out, rig)
     except OSError as error:
