@@ -39,12 +39,13 @@ PENETRATION_VERTICES = 1500
 # it anchors the body when there are no 2D keypoints.
 GLOBAL_ORIENTATION_WEIGHT = 1000.0
 # Saturation scale of the LMM's contact rows (engine.refine.losses.contact, "Robust LMM rows"): a
-# regressor leaves a true contact open by 10-60 cm, and at 0.2 m a hand 52 cm from a shoulder
-# pulled with 8% of full force and stopped where the stay-close term balanced it, 36 cm away
-# (held-out scenes; 0.2 m restored 10, 0.5 m 11, 1 m 11 and unsaturated 12 of 18 large-error
-# tuning draws). At 1 m a 50 cm gap still pulls with 60%, and a wrong row, which a minority of
-# the samples names and which the mean over samples already weighs down, is bounded at 1 m.
-LMM_SATURATION_M = 1.0
+# regressor leaves a true contact open by a few centimetres to a few decimetres, which still
+# pulls with 35-90% of full force up to 20 cm; a wrong row 60 cm or more from satisfied pulls
+# with under 5%. At 0.1 m a 21 cm gap pulled with 12% and stayed open. Far-off limbs reach
+# their contact because their own stay-close weight is relaxed (CONTACT_LIMB_STAY_CLOSE), not
+# by a stronger pull: on the held-out tuning scenes 1 m restored as many (25 of 42) but moved
+# more limbs the wrong way (vertex error lower in 34 of 42 scenes against 36 at 0.2 m).
+LMM_SATURATION_M = 0.2
 # A foot's subsample vertices at most this high above the floor in the initial pose make it a
 # planted foot (see planted_feet).
 PLANTED_HEIGHT_M = 0.02
