@@ -117,27 +117,34 @@ def regions_shown(scene: bpy.types.Scene) -> bool:
     return any(mesh.get(_STATE) is not None for mesh in bpy.data.meshes)
 
 
-# Viewport shading changed by Show regions, restored by Hide regions: (space, previous type).
-# UI state, never saved.
-_changed_shading: list = []
+# Viewport shading changed by Show regions, restored by Hide regions: {space address: previous
+# colour type}. UI state, never saved. Addresses, not the spaces: a space of a screen that was
+# closed or of a file since replaced (File > New, Open) is freed memory, and setting a property
+# through a kept reference to it crashed Blender; only spaces still on screen are restored.
+_changed_shading: dict[int, str] = {}
 
 
-def _viewport_shows_attributes() -> None:
-    """In Solid shading, colour by attribute so the regions show without a render."""
+def _view3d_spaces():
     window_manager = bpy.context.window_manager
     for window in getattr(window_manager, "windows", []):
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
                 for space in area.spaces:
-                    if space.type == "VIEW_3D" and space.shading.type == "SOLID" and space.shading.color_type != "VERTEX":
-                        _changed_shading.append((space, space.shading.color_type))
-                        space.shading.color_type = "VERTEX"
+                    if space.type == "VIEW_3D":
+                        yield space
+
+
+def _viewport_shows_attributes() -> None:
+    """In Solid shading, colour by attribute so the regions show without a render."""
+    for space in _view3d_spaces():
+        if space.shading.type == "SOLID" and space.shading.color_type != "VERTEX":
+            _changed_shading.setdefault(space.as_pointer(), space.shading.color_type)
+            space.shading.color_type = "VERTEX"
 
 
 def _restore_viewport() -> None:
-    while _changed_shading:
-        space, previous = _changed_shading.pop()
-        try:
+    for space in _view3d_spaces():
+        previous = _changed_shading.get(space.as_pointer())
+        if previous is not None:
             space.shading.color_type = previous
-        except ReferenceError:
-            pass  # the area was closed meanwhile
+    _changed_shading.clear()

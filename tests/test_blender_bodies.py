@@ -129,6 +129,19 @@ def test_amass_clip_imports_and_exports_the_same_parameters(enabled_addon, tmp_p
     assert bpy.ops.prosepose.import_animation(filepath=str(clip_path), start_frame=1) == {"FINISHED"}
     out = tmp_path / "out.npz"
     amass.export_clip(bpy.context.scene, armature, [1, 2, 3], out, tmp_path / "out.contacts.json")
+    # The small rig is an Anny-kind body: its export is Anny's own file (no AMASS names), the
+    # clip's axis-angle joints as quaternions in the rest frames and its translation.
+    from mathutils import Quaternion, Vector
+
     with np.load(out) as exported:
-        assert np.allclose(exported["trans"], trans, atol=1e-5)
-        assert np.allclose(exported["poses"], poses, atol=1e-4)
+        assert str(exported["surface_model_type"]) == "anny" and "poses" not in exported.files
+        assert np.allclose(exported["root_translation"], trans, atol=1e-5)
+        rotations = exported["rotations"]
+        for t in range(3):
+            for j in range(len(small_rig.JOINTS)):
+                axis_angle = Vector(poses[t, 3 * j: 3 * j + 3])
+                expected = np.asarray(Quaternion(axis_angle.normalized(), axis_angle.length))
+                # The export writes each rotation in its joint's rest frame, the clip in the model's
+                # axes (this rig's rest frames are turned from Y up to Z up): the same turn, so the
+                # same angle.
+                assert abs(abs(float(rotations[t, j][0])) - abs(float(expected[0]))) < 1e-4
