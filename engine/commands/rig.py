@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
     # Progress lines the add-on shows while it waits: the first load of the built-in body
     # builds its data on this machine (a minute or more), with nothing else to show for it.
-    emit("progress", message=f"loading the {args.body} body (the first time on a machine it builds its data: a minute or more)",
-         done=0, total=3)
+    # (A model file the user names is read at once: a bad one gives its one error line only.)
+    if args.body == "anny":
+        emit("progress", message="loading the anny body (the first time on a machine it builds its data: a minute or more)",
+             done=0, total=3)
     body = load_body(args.body, args.model_file)
     shape = body.default_shape()
     if args.shape is not None:
