@@ -101,8 +101,9 @@ from engine.body import load_body  # noqa: E402
 from engine.contacts.constraints import CellPart, ParsedCell, ParsedRow, ParsedSample, objective_from_samples  # noqa: E402
 from engine.refine.losses import LOSS_TERMS  # noqa: E402
 from engine.refine.losses.contact import TOUCH_M  # noqa: E402
+from engine.synth.poses import penetration_depth  # noqa: E402
 from engine.refine.losses.geometry import axis_angle_to_matrix  # noqa: E402
-from engine.refine.metrics import max_penetration_depth, mpjpe, joint_pa_mpjpe, pa_mpjpe, vertex_normals  # noqa: E402
+from engine.refine.metrics import mpjpe, joint_pa_mpjpe, pa_mpjpe  # noqa: E402
 from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair  # noqa: E402
 from engine.refine.optimizer import OptimizationVariables, OptimizerConfig, PeopleState, RefineProblem, StageWeights, default_weights, refine, stopped_falling  # noqa: E402
 from engine.refine.problem import LMM_SATURATION_M, BodyStatics, PersonOptions, build_problem  # noqa: E402
@@ -432,24 +433,10 @@ def floor_depth(out) -> float:
 
 def penetration_after(body, regions, case: Case, out) -> float:
     """Deepest body-into-body penetration (metres): between the two people, or for one person
-    between the case's contact regions (engine.refine.metrics.max_penetration_depth both ways).
-    The floor is reported on its own (floor_depth)."""
-    vertices = out.vertices.numpy()
-    faces = body.faces
-    deepest = 0.0
-    if case.num_people == 2:
-        normals = [vertex_normals(v, faces) for v in vertices]
-        deepest = max(deepest, max_penetration_depth(vertices[0], vertices[1], normals[1]))
-        deepest = max(deepest, max_penetration_depth(vertices[1], vertices[0], normals[0]))
-    else:
-        normals = vertex_normals(vertices[0], faces)
-        for _, ra, _, rb in case.contacts:
-            if rb == GROUND:
-                continue
-            ids_a, ids_b = regions.vertex_ids(ra), regions.vertex_ids(rb)
-            deepest = max(deepest, max_penetration_depth(vertices[0][ids_a], vertices[0][ids_b], normals[ids_b]))
-            deepest = max(deepest, max_penetration_depth(vertices[0][ids_b], vertices[0][ids_a], normals[ids_a]))
-    return deepest
+    between the case's contact regions (engine.synth.poses.penetration_depth: the mesh measure
+    engine.refine.metrics.max_penetration_depth both ways). The floor is reported on its own
+    (floor_depth)."""
+    return penetration_depth(body, regions, case.contacts, out.vertices)
 
 
 # ----------------------------------------------------------------------------------- cases

@@ -28,21 +28,13 @@ import bpy
 import numpy as np
 
 from .addon import PROP_BODY, PROP_REGIONS
+from .retarget import SMPLX_JOINTS  # SMPL-X's 55 joints in the model's order (the engine's names)
 from .settings import ProseError
 
 CONVENTION = "smplx_addon"
 ROOT_BONE = "root"
 SMPLX_MODEL_TO_WORLD = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
 
-#: SMPL-X's 55 joints in the model's order (the engine's names).
-SMPLX_JOINTS: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "jaw", "left_eye_smplhf", "right_eye_smplhf",
-    *(f"{side}_{finger}{k}" for side in ("left", "right")
-      for finger in ("index", "middle", "pinky", "ring", "thumb") for k in (1, 2, 3)),
-)
 #: Other names the add-on's versions give a joint.
 _ALIASES = {"left_eye_smplhf": ("left_eye",), "right_eye_smplhf": ("right_eye",)}
 _SHAPE_KEY = re.compile(r"^Shape(\d{3})$")
