@@ -10,12 +10,14 @@ OUT ?= out
 
 # Blender 4.2 LTS smoke run: registration, bodies, keyframe write-back (4.2's fcurves API),
 # region display, panels, zip install, engine failure handling and issue 16 items 1-3
-# (bodies on the floor, refinement layer, contact labels), on bpy 4.2.0.
+# (bodies on the floor, refinement layer, contact labels), SMPL-X add-on bodies and exports, on
+# bpy 4.2.0. Not the glTF/FBX round trip: its checks pass on 4.2, but bpy 4.2.0 then crashes
+# when the interpreter exits (run it alone: .venv-42/bin/python -m pytest tests/test_blender_gltf_fbx.py).
 VENV42 := .venv-42
 STAMP42 := $(VENV42)/.installed-$(shell sha256sum requirements/smoke-42.txt | cut -c1-16)
 SMOKE42_TESTS := tests/test_addon_registration.py tests/test_blender_bodies.py tests/test_blender_panels.py \
 	tests/test_blender_extension_zip.py tests/test_blender_engine_failures.py tests/test_blender_animator.py \
-	tests/test_blender_smplx_addon.py tests/test_blender_exports.py tests/test_blender_gltf_fbx.py
+	tests/test_blender_smplx_addon.py tests/test_blender_exports.py
 
 $(STAMP42): requirements/smoke-42.txt
 	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
