@@ -354,12 +354,3 @@ def test_the_contact_limbs_stay_close_is_relaxed_and_the_trunk_is_not(body, stat
     arm, spine = body.joint_names.index("right_elbow"), body.joint_names.index("spine")
     assert float(problem.setup.joint_weights[0, arm]) == pytest.approx(CONTACT_LIMB_STAY_CLOSE * float(plain.setup.joint_weights[0, arm]))
     assert float(problem.setup.joint_weights[0, spine]) == float(plain.setup.joint_weights[0, spine])
-
-
-def test_a_head_contact_relaxes_the_neck_and_spine_but_no_leg(body, statics):
-    from engine.refine.problem import contact_limb_joints
-
-    head_on_shoulder = ContactObjective((ContactTerm((((RegionPair(0, "head", 1, "left_shoulder"),),),), 1.0, "artist", "x"),))
-    relaxed = contact_limb_joints(statics, body.regions, head_on_shoulder, 2)
-    assert {body.joint_names[j] for j in relaxed[0]} == {"head", "neck", "spine"}
-    assert relaxed[1] == set()

@@ -250,10 +250,7 @@ _EXTREMITIES = ("left_hand", "right_hand", "left_foot", "right_foot", "head")
 def contact_limb_joints(statics: BodyStatics, regions: RegionVertices, objective: ContactObjective, num_people: int) -> list[set[int]]:
     """Per person, the joints of each contact limb (or head): from the bones its region's
     vertices follow up to, not including, the first joint whose subtree holds a second
-    extremity (hand, foot or head), i.e. where the limb meets the trunk; for the head, on down
-    the spine to the first joint that carries a leg (a head reaches a partner's shoulder by
-    leaning, not by the neck alone: held-out tuning scenes, head on shoulder 0 -> 2 of 3
-    restored, 25 -> 27 of 42 in all, the same vertex errors).
+    extremity (hand, foot or head), i.e. where the limb meets the trunk.
 
     Why: a regressor leaves the touching limb 10-60 cm off while the rest of the body is
     nearly right; with the limb held as hard as the trunk, the contact pull met the stay-close
@@ -274,12 +271,9 @@ def contact_limb_joints(statics: BodyStatics, regions: RegionVertices, objective
         for person, region in ((pair.person_a, pair.region_a), (pair.person_b, pair.region_b)):
             if region == GROUND or split_region(composite_members(region)[0])[0] not in _RELAXED_BASES:
                 continue
-            head = split_region(composite_members(region)[0])[0] == "head"
             for bone in np.unique(dominant[regions.subsample(region)]):
                 joint = int(bone)
-                while joint >= 0 and parents[joint] >= 0 and (
-                    len(holds[joint]) <= 1 or (head and not holds[joint] & {"left_foot", "right_foot"})
-                ):
+                while joint >= 0 and parents[joint] >= 0 and len(holds[joint]) <= 1:
                     relaxed[person].add(joint)
                     joint = parents[joint]
     return relaxed
