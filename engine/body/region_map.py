@@ -28,8 +28,6 @@ be read is rebuilt.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import torch
 
 from engine.body.base import BodyModel
 from engine.cache import cache_dir
+from engine.files import atomic_file
 from engine.body.regions import ELEMENTARY_REGIONS, MESH_REGIONS, composite_members
 
 # Bump when the derivation changes: it is part of the cache key.
@@ -233,23 +232,15 @@ def _save(path: Path, regions: BodyRegions) -> None:
     full = [regions.elementary[n] for n in names]
     sub = [regions.subsamples[n] for n in names]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written to a temporary file and renamed, so a crash never leaves half a cache file.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(
-                stream,
-                names=np.array(names),
-                offsets=np.cumsum([0] + [len(a) for a in full]).astype(np.int64),
-                vertex_ids=np.concatenate(full).astype(np.int64),
-                subsample_offsets=np.cumsum([0] + [len(a) for a in sub]).astype(np.int64),
-                subsample_ids=np.concatenate(sub).astype(np.int64),
-            )
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path) as stream:
+        np.savez(
+            stream,
+            names=np.array(names),
+            offsets=np.cumsum([0] + [len(a) for a in full]).astype(np.int64),
+            vertex_ids=np.concatenate(full).astype(np.int64),
+            subsample_offsets=np.cumsum([0] + [len(a) for a in sub]).astype(np.int64),
+            subsample_ids=np.concatenate(sub).astype(np.int64),
+        )
 
 
 def _load(path: Path, num_vertices: int) -> BodyRegions:

@@ -4,8 +4,6 @@ written by the engine (Blender's Python has no torch). Format: an ``.npz`` file 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 
 from engine.errors import EngineError
+from engine.files import atomic_file
 
 RIG_SCHEMA_VERSION = 1
 
@@ -106,21 +105,12 @@ _FIELD_NAMES = tuple(f.name for f in fields(Rig))
 
 
 def write_rig(path: str | Path, rig: Rig) -> None:
-    """Write ``rig`` to ``path`` through a temporary file beside it, flushed and renamed into
-    place: a cancelled or killed run never leaves half a rig where a reader finds it."""
+    """Write ``rig`` to ``path`` whole or not at all (engine.files.atomic_file): a cancelled
+    or killed run never leaves half a rig where a reader finds it."""
     rig.validate()
     arrays = {name: np.asarray(getattr(rig, name)) for name in _FIELD_NAMES}
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as stream:
+        np.savez_compressed(stream, **arrays)
 
 
 def read_rig(path: str | Path) -> Rig:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.contacts.constraints import ParsedSample, SummaryRow
+from engine.files import atomic_file
 
 CONTACTS_SCHEMA_VERSION = 3
 READABLE_VERSIONS = (2, 3)
@@ -227,16 +227,5 @@ class ContactsFile:
         failure leaves any previous file untouched."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())  # on disk before it takes the name (like refine's result)
-            os.replace(temp_name, path)
-        except BaseException:
-            try:
-                os.unlink(temp_name)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_file(path, "w", encoding="utf-8") as stream:
+            stream.write(text)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from engine.contacts.file import TokenUsage
+from engine.files import atomic_file
 from engine.lmm.client import SamplingRequest
 
 CACHE_VERSION = 1
@@ -86,16 +86,7 @@ class ResponseCache:
                 "cut": [list(item) for item in cut]}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.directory)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                    json.dump(data, stream)
-                    stream.flush()
-                    os.fsync(stream.fileno())  # on disk before it takes the name
-                os.replace(temp, self._path(key))
-            except BaseException:
-                if os.path.exists(temp):
-                    os.unlink(temp)
-                raise
+            with atomic_file(self._path(key), "w", encoding="utf-8") as stream:
+                json.dump(data, stream)
         except OSError:
             pass

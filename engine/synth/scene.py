@@ -61,8 +61,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,6 +73,7 @@ from engine.body.region_map import REGION_RULES_VERSION
 from engine.body.regions import GROUND
 from engine.cache import cache_dir
 from engine.contacts.objective import ContactObjective, ContactTerm, RegionPair
+from engine.files import atomic_file
 from engine.refine.losses.geometry import axis_angle_to_matrix
 from engine.refine.optimizer import OptimizerConfig, PeopleState, StageWeights, refine
 from engine.refine.problem import BodyStatics, PersonOptions, build_problem
@@ -652,14 +651,8 @@ def save_scene(path: Path, scene: Scene) -> None:
         "ground_truth": _state_dict(scene.ground_truth), "initial": _state_dict(scene.initial),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(data, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as stream:
+        torch.save(data, stream)
 
 
 def load_scene(path: Path) -> Scene | None:
