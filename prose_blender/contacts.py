@@ -137,7 +137,14 @@ class ContactsTask(EngineTask):
         self.image = image
         if self.people not in (1, 2):
             raise ProseError("Pick Person 1 (and Person 2 for two people) in the Subjects panel first")
-        if needs_online_access(self.settings.lmm.base_url) and not self.settings.online_access:
+        replay = self.settings.lmm.replay_file
+        if replay and not Path(bpy_path_abs(replay)).is_file():
+            raise ProseError(
+                f"The replay answers file {bpy_path_abs(replay)} does not exist: fix 'Replay answers' in the "
+                "ProsePose preferences, or clear it to ask the language model"
+            )
+        # A replay reads a file and sends nothing anywhere.
+        if not replay and needs_online_access(self.settings.lmm.base_url) and not self.settings.online_access:
             raise ProseError(
                 "Online access is disabled: Find contacts sends the image to the language-model "
                 "endpoint. Allow it in Preferences > System > Network, or use a local endpoint"
@@ -161,6 +168,8 @@ class ContactsTask(EngineTask):
             argv += ["--base-url", lmm.base_url]
         if self.empty_backoff is not None:
             argv += ["--empty-backoff", str(self.empty_backoff)]
+        if lmm.replay_file:
+            argv += ["--replay", bpy_path_abs(lmm.replay_file)]
         if self.ask_again:
             argv.append("--no-cache")  # new answers, not the ones kept for this image
         return [self.engine_argv(*argv)]

@@ -26,6 +26,7 @@ class ProsePreferences(bpy.types.AddonPreferences):
     lmm_temperature: FloatProperty(name="Temperature", description="Sampling temperature of the language model (the paper uses 0.7)", min=0.0, max=2.0, default=0.7)
     lmm_retries: IntProperty(name="Retries", description="How often a failed or rate-limited request is tried again", min=0, max=10, default=4)
     lmm_timeout: FloatProperty(name="Timeout", description="Seconds to wait for one answer of the language model", min=1.0, max=1200.0, default=120.0, unit="TIME_ABSOLUTE")
+    lmm_replay_file: StringProperty(name="Replay answers", description="Answers file to read instead of asking the language model (an example's answers.json; see the user guide); empty: ask the model", subtype="FILE_PATH")
     cache_folder: StringProperty(name="Cache folder", description="Folder for rigs, jobs, results, contacts, logs and the language-model cache (empty: system temporary folder)", subtype="DIR_PATH")
 
     def draw(self, context):
@@ -57,6 +58,7 @@ class ProsePreferences(bpy.types.AddonPreferences):
         row = lmm.row()
         row.prop(self, "lmm_retries")
         row.prop(self, "lmm_timeout")
+        lmm.prop(self, "lmm_replay_file")
 
 
 def preferences(context=None) -> ProsePreferences | None:
@@ -85,6 +87,7 @@ def engine_settings(context=None) -> EngineSettings:
             temperature=prefs.lmm_temperature,
             retries=prefs.lmm_retries,
             timeout_s=prefs.lmm_timeout,
+            replay_file=prefs.lmm_replay_file,
         ),
         online_access=online,
     )

@@ -28,6 +28,9 @@ class LmmSettings:
     temperature: float = 0.7
     retries: int = 4
     timeout_s: float = 120.0
+    # A replay file (schemas/replay.md) read instead of asking the model: the bundled
+    # examples' answers, so the method runs with no key or network. Empty: ask the model.
+    replay_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ command may spend on the endpoint, retries and waits included (default 300 s).
 Size: each raw answer is stored at most 40,000 characters long (the parser reads no further;
 the file lists what was cut), and the summary line carries at most 20 notes.
 
+Replay: ``--replay FILE`` reads the answers from a replay file (``engine.lmm.replay``, the
+bundled examples' answers) instead of asking an endpoint: no key, network or cache; the first
+``--samples`` answers then take exactly the live path (parsing, aggregation, back-off, the
+contacts file, whose model is "replay").
+
 The API key is read from the environment (``OPENAI_API_KEY`` or the variable named by
 ``--api-key-env``), never from the command line, where process lists would show it. An
 endpoint other than OpenAI's may run without a key (a placeholder is sent)."""
@@ -33,6 +38,7 @@ NAME = "contacts"
 HELP = "Ask a multimodal model which body parts touch in an image; write a contacts file."
 
 KEYLESS_PLACEHOLDER = "no-key"
+REPLAY_MODEL = "replay"
 DEFAULT_DEADLINE_S = 300.0
 MAX_NOTES_PRINTED = 20
 MAX_NOTE_CHARS = 300
@@ -96,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="back off (use no language-model contact) when T or more answers are empty; "
         "0 = never (default: half of the answers, rounded up)",
     )
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="read the answers from this replay file (schemas/replay.md, e.g. an example's answers.json) "
+        "instead of asking a model; no key or network is used",
+    )
     parser.add_argument("-o", "--output", required=True, help="contacts file to write (JSON)")
 
 
@@ -109,6 +122,27 @@ def _api_key(env_name: str, base_url: str) -> str:
             "--api-key-env), or use --base-url for a local endpoint"
         )
     return KEYLESS_PLACEHOLDER
+
+
+def _replay(args: argparse.Namespace):
+    """The replay file's answers, checked against the command's people and samples."""
+    from engine.lmm.replay import ReplayError, load_replay
+
+    try:
+        replay = load_replay(args.replay)
+    except ReplayError as error:
+        raise EngineError(str(error)) from None
+    if replay.num_people != args.people:
+        raise EngineError(
+            f"replay file {args.replay}: its answers are about {replay.num_people} "
+            f"{'person' if replay.num_people == 1 else 'people'}, the command asks about {args.people}"
+        )
+    if len(replay.texts) < args.samples:
+        raise EngineError(
+            f"replay file {args.replay}: {len(replay.texts)} answers, fewer than the {args.samples} samples asked for "
+            "(lower the number of samples)"
+        )
+    return replay
 
 
 class _Stopped(Exception):
@@ -142,7 +176,7 @@ def _printed_notes(notes) -> dict:
 
 def _run(args: argparse.Namespace, deadline_at: float | None) -> int:
     from engine.contacts.constraints import backoff_threshold, objective_from_samples, summarize
-    from engine.contacts.file import ContactsFile, cap_responses
+    from engine.contacts.file import ContactsFile, TokenUsage, cap_responses
     from engine.lmm.cache import ResponseCache, cache_key, default_cache_dir
     from engine.lmm.client import ClientSettings, LmmError, SamplingRequest, sample_responses
     from engine.lmm.image import ImageError, encode_image, parse_box
@@ -162,7 +196,9 @@ def _run(args: argparse.Namespace, deadline_at: float | None) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise EngineError(f"the folder of the output file {output} does not exist")
-    key = _api_key(args.api_key_env, args.base_url)
+    replay = _replay(args) if args.replay else None
+    # A replay asks no endpoint, so it needs no key.
+    key = None if replay is not None else _api_key(args.api_key_env, args.base_url)
     try:
         boxes = tuple(parse_box(text) for text in args.box)
         image = encode_image(args.image, boxes, max_side=args.max_side)
@@ -185,12 +221,17 @@ def _run(args: argparse.Namespace, deadline_at: float | None) -> int:
         backoff_base_s=args.backoff,
         deadline_s=args.deadline,
     )
-    cache = None if args.no_cache else ResponseCache(args.cache_dir or default_cache_dir())
+    cache = None if args.no_cache or replay is not None else ResponseCache(args.cache_dir or default_cache_dir())
     entry_key = cache_key(
         request, image_sha256=image.sha256, boxes=boxes, model=args.model, base_url=args.base_url
     )
     cached = cache.load(entry_key, args.samples) if cache is not None else None
-    if cached is not None:
+    if replay is not None:
+        texts, cut = cap_responses(replay.texts[: args.samples])
+        usage, requests = TokenUsage(), 0
+        for done in range(1, len(texts) + 1):
+            emit("sample", done=done, total=args.samples)
+    elif cached is not None:
         texts, usage, requests = cached.texts, cached.usage, 0
         texts, cut = cap_responses(texts)
         cut = cached.cut or cut
@@ -218,8 +259,8 @@ def _run(args: argparse.Namespace, deadline_at: float | None) -> int:
     contacts = ContactsFile(
         image_sha256=image.sha256,
         num_people=args.people,
-        model=args.model,
-        base_url=args.base_url,
+        model=REPLAY_MODEL if replay is not None else args.model,
+        base_url=f"replay:{replay.path.resolve()}" if replay is not None else args.base_url,
         prompt_id=prompt.prompt_id,
         samples_requested=args.samples,
         temperature=args.temperature,
