@@ -14,7 +14,7 @@ import sys
 from engine.commands.events import emit
 from engine.errors import EngineError
 
-COMMANDS: tuple[str, ...] = ("regions", "rig", "info", "contacts", "refine")
+COMMANDS: tuple[str, ...] = ("regions", "rig", "info", "contacts", "refine", "batch")
 
 
 def _command_module(command: str):

@@ -5,7 +5,10 @@ lengths in metres (multiply by 1000 for the millimetres the paper reports).
 * :func:`pa_mpjpe`: the same after the best similarity transform (Procrustes) of the
   prediction onto the ground truth; :func:`joint_pa_mpjpe` aligns two people's skeletons
   with one transform (their relative placement counts).
+* :func:`per_person_pa_mpjpe`: PA-MPJPE of each person aligned on their own, averaged.
 * :func:`pcc`: percentage of correct contact, averaged over radii 0, 0.05, ..., 0.95 m.
+* :func:`min_point_distance` and :func:`ground_gap`: a ground-truth contact pair's predicted
+  distance (two regions' vertices, or a region and the floor), what PCC is computed from.
 * :func:`constraint_distances`: each contact term's unweighted value.
 * :func:`max_penetration_depth`: how deep the vertices of one surface sink into another.
 """
@@ -52,6 +55,39 @@ def joint_pa_mpjpe(predicted: Sequence[np.ndarray], target: Sequence[np.ndarray]
     p = np.concatenate([np.asarray(x) for x in predicted], 0)
     t = np.concatenate([np.asarray(x) for x in target], 0)
     return pa_mpjpe(p, t)
+
+
+def per_person_pa_mpjpe(predicted: np.ndarray, target: np.ndarray) -> float:
+    """(P, J, 3) each -> the mean over people of each person's own PA-MPJPE (the paper's
+    PA-MPJPE for two people; :func:`joint_pa_mpjpe` is the one-alignment variant)."""
+    predicted, target = np.asarray(predicted), np.asarray(target)
+    if predicted.shape != target.shape or predicted.ndim != 3:
+        raise ValueError(f"expected two (P, J, 3) arrays of one shape, got {predicted.shape} and {target.shape}")
+    return float(np.mean([pa_mpjpe(p, t) for p, t in zip(predicted, target)]))
+
+
+def min_point_distance(points_a: np.ndarray, points_b: np.ndarray, chunk: int = 2048) -> float:
+    """(A, 3), (B, 3) -> the smallest Euclidean distance between a point of each set (computed
+    in chunks of ``chunk`` rows, so two full regions never make one huge matrix)."""
+    a = np.asarray(points_a, dtype=np.float64)
+    b = np.asarray(points_b, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("min_point_distance needs at least one point in each set")
+    best = np.inf
+    b_squared = (b * b).sum(1)
+    for start in range(0, len(a), chunk):
+        part = a[start : start + chunk]
+        squared = (part * part).sum(1)[:, None] + b_squared[None] - 2.0 * part @ b.T
+        best = min(best, float(squared.min()))
+    return float(np.sqrt(max(best, 0.0)))
+
+
+def ground_gap(points: np.ndarray, floor_height: float) -> float:
+    """(K, 3) points of a region -> |lowest z - floor|: a ground contact's distance (Z up)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.size == 0:
+        raise ValueError("ground_gap needs at least one point")
+    return float(abs(points[:, 2].min() - floor_height))
 
 
 def pcc(predicted_distances: Sequence[float], radii: Sequence[float] = PCC_RADII_M) -> float:
