@@ -7,6 +7,10 @@ VPY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
+# make demo: its outputs, and live mode on your own image (IMAGE=photo.jpg PEOPLE=1|2).
+DEMO_OUT ?= demo_out
+IMAGE ?=
+PEOPLE ?= 2
 
 # Blender 4.2 LTS smoke run: registration, bodies, keyframe write-back (4.2's fcurves API),
 # region display, panels, zip install, engine failure handling and issue 16 items 1-3
@@ -25,7 +29,7 @@ $(STAMP42): requirements/smoke-42.txt
 	rm -f $(VENV42)/.installed-*
 	touch $(STAMP42)
 
-.PHONY: venv test demo zip smoke-42 clean bench heldout
+.PHONY: venv test demo regions examples zip smoke-42 clean bench heldout
 
 venv: $(STAMP)
 
@@ -39,10 +43,22 @@ test: venv $(STAMP42)
 	$(VPY) -m pytest -q tests
 	$(VENV42)/bin/python -m pytest -q $(SMOKE42_TESTS)
 
+# The main job: the bundled examples (examples/) through the add-on's own operators in headless
+# Blender - Find contacts (replayed example answers; live with LMM_BASE_URL / LMM_MODEL and the key
+# in OPENAI_API_KEY, or IMAGE=...), Show regions, Refine - writing .blend files, renders and
+# $(DEMO_OUT)/report.md.
 demo: venv
+	$(VPY) -m tools.demo.run --out $(DEMO_OUT) $(if $(IMAGE),--image "$(IMAGE)" --people $(PEOPLE))
+
+# The body-region map of the built-in body.
+regions: venv
 	mkdir -p $(OUT)
 	$(VPY) -m engine regions --body anny --out $(OUT)/regions.png
 	@echo "wrote $(OUT)/regions.png"
+
+# Write the bundled examples again from the scene generator (checked against the engine first).
+examples: venv
+	$(VPY) tools/make_examples.py
 
 bench: venv
 	$(VPY) benchmarks/refine_benchmark.py
@@ -61,4 +77,4 @@ smoke-42: $(STAMP42)
 	$(VENV42)/bin/python -m pytest -q $(SMOKE42_TESTS)
 
 clean:
-	rm -rf dist build $(OUT) .pytest_cache
+	rm -rf dist build $(OUT) $(DEMO_OUT) .pytest_cache
