@@ -155,8 +155,9 @@ def _connect(ray, settings: BatchSettings) -> tuple[str, int]:
     try:
         if settings.address is None:
             cores = settings.workers or os.cpu_count() or 1
-            # Loopback only: an embedded Ray serves this process, never the network.
-            ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+            # "local": a new Ray of this process's own, never the cluster a `ray start` left on
+            # this machine (which Ray joins when no address is given). Loopback only.
+            ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
             return "embedded", cores
         try:
             ray.init(address=settings.address, **common)

@@ -14,6 +14,7 @@ whole, the report says what is left, and the exit code is 130 (143)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -122,16 +123,22 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     human = _HumanProgress()
+    # Ray prints notices (a worker that died, ...) on sys.stdout; this command's stdout is its
+    # JSON lines, so while Ray runs sys.stdout is stderr and the lines go to the real stdout.
+    events_out = sys.stdout
 
     def progress(event: str, fields: dict) -> None:
-        emit(event, **fields)
+        events_out.write(json.dumps({"event": event, **fields}) + "\n")
+        events_out.flush()
         human(event, fields)
 
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    sys.stdout = sys.stderr
     try:
         outcome = run_batch(settings, progress, stop.should_stop)
     finally:
+        sys.stdout = events_out
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     report = outcome.report
