@@ -257,7 +257,10 @@ def _free_port() -> int:
 def ray_head(tmp_path):
     """A Ray head on 127.0.0.1 (Ray's own `ray start`), with its own token; stopped after."""
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # Ray's single-machine mode keeps the head (and the command joining it) on 127.0.0.1: on
+    # Linux Ray otherwise swaps 127.0.0.1 for the machine's address and listens everywhere.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     command = [
         str(RAY_CLI), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
         "--include-dashboard", "false", "--ray-client-server-port", str(_free_port()),

@@ -32,6 +32,7 @@ class ItemRecord:
     message: str = ""
     attempts: int = 0
     refine_s: float = 0.0  # the worker's time on the item (job parse, refinement, evaluation)
+    body_load_s: float = 0.0  # the body load this item waited for (the first item of a worker)
     worker: str = ""  # node:pid of the worker that finished it
     worker_rss_mb: float = 0.0  # that worker's resident memory after the item
     result_file: str = ""  # relative to OUT_DIR
@@ -111,12 +112,23 @@ def run_metrics(records: list[ItemRecord]) -> dict:
     return metrics
 
 
+# Items after which a worker's memory is kept in its trace (and after its last one).
+RSS_TRACE_AT = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
 @dataclass
 class WorkerUse:
     name: str
     items: int = 0
     rss_first_mb: float = 0.0  # after its first item (the body is loaded by then)
     rss_last_mb: float = 0.0
+    rss_trace: list[list[float]] = field(default_factory=list)  # [items done, MB] at RSS_TRACE_AT
+
+    def add(self, rss_mb: float) -> None:
+        self.items += 1
+        self.rss_last_mb = rss_mb
+        if self.items in RSS_TRACE_AT:
+            self.rss_trace.append([self.items, rss_mb])
 
 
 @dataclass
@@ -156,6 +168,7 @@ def build_report(manifest: Path, out_dir: Path, records: list[ItemRecord], figur
             "items_run": figures.items_run,
             "items_per_s": round(figures.items_run / figures.wall_s, 4) if figures.wall_s > 0 else None,
             "median_refine_s": round(statistics.median(refine_times), 4) if refine_times else None,
+            "body_load_s": round(sum(r.body_load_s for r in done_now), 3),
             "worker_memory": [asdict(use) for use in figures.worker_use],
         },
         "metrics": run_metrics(records),

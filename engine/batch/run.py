@@ -102,7 +102,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _import_ray():
+def _import_ray(embedded: bool = False):
+    if embedded:
+        # Ray on Linux would give its own processes the machine's network address and listen on
+        # every interface; single-machine mode (Ray's default on macOS and Windows) keeps an
+        # embedded Ray on 127.0.0.1. Read when Ray is imported, so set before.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -311,16 +316,14 @@ class _Driver:
         worker = outcome.worker
         name = f"{worker.node}:{worker.pid}" if worker else ""
         if worker is not None:
-            use = self.use.setdefault(name, WorkerUse(name, rss_first_mb=worker.rss_mb))
-            use.items += 1
-            use.rss_last_mb = worker.rss_mb
+            self.use.setdefault(name, WorkerUse(name, rss_first_mb=worker.rss_mb)).add(worker.rss_mb)
         if outcome.status != "done" or outcome.result is None:
             self._finish_failed(outcome.item_id, outcome.message)
             return
         relative = f"results/{outcome.item_id}.result.json"
         write_json(self.out_dir / relative, outcome.result)
         self._store(self._record(
-            outcome.item_id, status="done", refine_s=outcome.refine_s, worker=name,
+            outcome.item_id, status="done", refine_s=outcome.refine_s, body_load_s=outcome.body_load_s, worker=name,
             worker_rss_mb=worker.rss_mb if worker else 0.0, result_file=relative, frames=outcome.frames,
             evaluation_error=outcome.evaluation_error,
         ))
@@ -392,7 +395,7 @@ class _Driver:
 
 def run_batch(settings: BatchSettings, emit: EventSink, should_stop: Callable[[], bool]) -> BatchOutcome:
     """Run the manifest; always ends by writing the report (also when stopped)."""
-    ray = _import_ray()
+    ray = _import_ray(embedded=settings.address is None)
     items = read_manifest(settings.manifest)
     _check_out_dir(settings.out_dir)
     started_at = _now()

@@ -58,7 +58,8 @@ class ItemOutcome:
     result: dict | None  # the result file's content (schemas/result.schema.json)
     frames: list[dict] = field(default_factory=list)  # per frame: constraint distances, evaluation
     evaluation_error: str = ""
-    refine_s: float = 0.0
+    refine_s: float = 0.0  # the worker's time on the item, body loading not included
+    body_load_s: float = 0.0  # loading a body model this item was the first to need
     worker: WorkerInfo | None = None
 
 
@@ -136,6 +137,7 @@ class RefineWorker:
         # (small tensors; waiting OpenMP threads stall when every core is busy).
         torch.set_num_threads(1)
         self._bodies: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+        self._load_s = 0.0
 
     def describe(self) -> WorkerInfo:
         return _describe()
@@ -147,22 +149,26 @@ class RefineWorker:
             from engine.body.region_map import body_regions
             from engine.errors import BodyModelError
 
+            started = time.perf_counter()
             try:
                 body = load_body(kind, model_path)
             except (BodyModelError, OSError) as error:
                 raise EngineError(f"cannot load the {kind} body: {error}") from None
             self._bodies[key] = (body, body_regions(body))
+            self._load_s += time.perf_counter() - started
         return self._bodies[key]
 
     def refine(self, request: RefineRequest) -> ItemOutcome:
         started = time.perf_counter()
+        self._load_s = 0.0
         try:
             outcome = self._refine(request)
         except EngineError as error:
             outcome = ItemOutcome(request.item_id, "failed", str(error), None)
         except Exception as error:  # a model error must fail its item, not the worker
             outcome = ItemOutcome(request.item_id, "failed", f"refinement failed: {type(error).__name__}: {error}", None)
-        return replace(outcome, refine_s=time.perf_counter() - started, worker=_describe())
+        spent = time.perf_counter() - started
+        return replace(outcome, refine_s=spent - self._load_s, body_load_s=self._load_s, worker=_describe())
 
     def _refine(self, request: RefineRequest) -> ItemOutcome:
         from engine.refine.job import non_finite_field

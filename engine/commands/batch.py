@@ -98,7 +98,7 @@ class _HumanProgress:
 def run(args: argparse.Namespace) -> int:
     from engine.batch.run import BatchSettings, LmmSettings, _import_ray, run_batch
 
-    _import_ray()  # before anything else: without Ray, say how to install it
+    _import_ray(embedded=args.address is None)  # before anything else: without Ray, say how to install it
     if args.workers is not None and args.workers < 1:
         raise EngineError("--workers must be at least 1")
     if args.max_attempts < 1 or args.lmm_concurrency < 1 or args.samples < 1 or args.lmm_deadline <= 0:
