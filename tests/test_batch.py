@@ -4,7 +4,9 @@ Anny jobs, the files it writes and the JSON lines it prints.
 
 A corrupt item is reported and the others finish; a worker killed mid-item has its item
 retried with the same result as an undisturbed refinement; an interrupted run resumes and
-skips what it finished (by content: an edited job is redone); ``--address`` joins a head."""
+skips what it finished (by content: an edited job is redone); ``--address`` joins a head;
+items with a reference image ask the language model (a fake endpoint on 127.0.0.1) one
+request at a time under ``--lmm-concurrency 1`` and through the shared response cache."""
 
 from __future__ import annotations
 
@@ -331,3 +333,42 @@ def test_a_bad_manifest_line_is_refused_before_anything_runs(tmp_path):
     assert events[-1]["event"] == "error"
     assert f"manifest {manifest}, line 2" in events[-1]["message"] and "'jobb'" in events[-1]["message"]
     assert not (tmp_path / "out").exists()
+
+
+SHOULDER = "| Person 1 part | Person 2 part |\n|---|---|\n| hand | shoulder (front) |\n"
+
+
+def test_items_with_an_image_ask_the_model_within_the_limit_and_through_the_cache(tmp_path):
+    from PIL import Image
+
+    from support.fake_openai_server import FakeOpenAIServer
+
+    lines = write_jobs(tmp_path, 2)
+    for i, line in enumerate(lines):
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"frame{i}.png")  # different images
+        line["image"] = f"frame{i}.png"
+        line["boxes"] = ["0,0,30,48", "30,0,64,48"]
+    manifest = write_manifest(tmp_path, lines)
+    cache = tmp_path / "lmm-cache"
+    with FakeOpenAIServer(texts=[SHOULDER], default=("sleep", 1.0)) as server:
+        lmm = ["--base-url", server.base_url, "--samples", "2", "--lmm-concurrency", "1", "--lmm-cache-dir", str(cache)]
+        completed, events = run_batch(manifest, tmp_path / "out", *lmm)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        asked = sorted(request.time for request in server.received)
+        # Again, into another folder: every answer comes from the shared response cache.
+        again, _ = run_batch(manifest, tmp_path / "out-again", *lmm)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert len(server.received) == len(asked)
+    assert len(asked) == 2 and all(request.body["n"] == 2 for request in server.received)
+    # One request in flight at a time: each answer takes 1 s, so none starts before the last ended.
+    assert all(later - earlier >= 1.0 for earlier, later in zip(asked, asked[1:])), asked
+    by_id = records(tmp_path / "out")
+    for i in range(2):
+        record = by_id[f"item{i}"]
+        assert record["status"] == "done" and record["contacts_file"] == f"contacts/item{i}.contacts.json"
+        contacts = json.loads((tmp_path / "out" / record["contacts_file"]).read_text())
+        assert contacts["num_people"] == 2 and len(contacts["samples"]) == 2
+        result = json.loads((tmp_path / "out" / "results" / f"item{i}.result.json").read_text())
+        # The answers' samples joined the job's own contact.
+        labels = [c["label"] for c in result["frames"][0]["constraints"]]
+        assert sum(label.startswith("LMM sample") for label in labels) == 2 and len(labels) == 3
