@@ -49,6 +49,7 @@ from engine.errors import EngineError
 # while the driver writes the last one's files.
 PREFETCH = 2
 WAIT_S = 0.2  # how often the loop looks at the stop flag while nothing finishes
+WORKER_START_S = 300.0  # a worker that has not started by then is given up (no room on the cluster)
 
 EventSink = Callable[[str, dict], None]
 
@@ -205,18 +206,43 @@ class _Driver:
     # -------------------------------------------------------------------------------- workers
 
     def _new_slots(self, count: int) -> list[_Slot]:
+        """``count`` started workers; fewer when the cluster has no room for them within
+        WORKER_START_S (the others are given up, not waited for forever)."""
         actor_class = self.ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RefineWorker)
         actors = [actor_class.remote() for _ in range(count)]
-        infos = self.ray.get([actor.describe.remote() for actor in actors])
-        return [_Slot(actor, info) for actor, info in zip(actors, infos)]
+        pending = {actor.describe.remote(): actor for actor in actors}
+        ready, late = self.ray.wait(list(pending), num_returns=len(pending), timeout=WORKER_START_S)
+        for ref in late:
+            self.ray.kill(pending[ref])
+        slots = []
+        for ref in ready:
+            try:
+                slots.append(_Slot(pending[ref], self.ray.get(ref)))
+            except self.ray.exceptions.RayError:
+                continue  # died while starting: the slot is not there
+        return slots
 
     def start(self, workers: int, need_asker: bool) -> None:
         self.slots = self._new_slots(workers)
+        if not self.slots:
+            raise EngineError(
+                f"no refine worker started within {WORKER_START_S:.0f} s: the Ray cluster has no free CPU "
+                "(see `ray status`)"
+            )
         self.asker = None
         if need_asker:
             # num_cpus=0: it waits on the endpoint; its threads are the LMM concurrency limit.
-            asker_class = self.ray.remote(num_cpus=0, max_concurrency=self.settings.lmm.concurrency)(ContactsAsker)
-            self.asker = asker_class.remote()
+            # Placed beside the driver where it can be, so its response cache is this machine's.
+            options: dict = {"num_cpus": 0, "max_concurrency": self.settings.lmm.concurrency}
+            try:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    node_id=self.ray.get_runtime_context().get_node_id(), soft=True
+                )
+            except Exception:  # Ray Client or no node id here: anywhere will do
+                pass
+            self.asker = self.ray.remote(**options)(ContactsAsker).remote()
 
     def stop_workers(self) -> None:
         for slot in self.slots:
@@ -346,8 +372,14 @@ class _Driver:
         if not slot.dead:
             slot.dead = True
             self.restarted += 1
-            replacement = self._new_slots(1)[0]
-            self.slots[self.slots.index(slot)] = replacement
+            replacement = self._new_slots(1)
+            if replacement:
+                self.slots[self.slots.index(slot)] = replacement[0]
+            elif not any(not s.dead for s in self.slots):
+                raise EngineError(
+                    f"every refine worker died and none could be started again within {WORKER_START_S:.0f} s "
+                    f"(last: {slot.name}: {error}); the report lists what was done"
+                )
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if self.attempts[item_id] >= self.settings.max_attempts:
             self._finish_failed(item_id, f"its worker died on each of {self.attempts[item_id]} tries (last: {reason})")
@@ -409,7 +441,8 @@ def run_batch(settings: BatchSettings, emit: EventSink, should_stop: Callable[[]
     address, workers = "-", 0
     driver: _Driver | None = None
     interrupted = False
-    wall_start = time.perf_counter()
+    failure: EngineError | None = None
+    wall_start = wall_end = time.perf_counter()
     if todo:
         address, workers = _connect(ray, settings)
         try:
@@ -418,7 +451,11 @@ def run_batch(settings: BatchSettings, emit: EventSink, should_stop: Callable[[]
             driver.start(workers, need_asker=any(item.image is not None for item in todo))
             emit("workers", {"address": address, "workers": [s.name for s in driver.slots]})
             wall_start = driver.started = time.perf_counter()
-            interrupted = not driver.run(todo)
+            try:
+                interrupted = not driver.run(todo)
+            except EngineError as error:  # no worker left: what was done is still reported
+                failure, interrupted = error, True
+            wall_end = time.perf_counter()
             if interrupted:
                 driver.stop_workers()
         finally:
@@ -432,7 +469,7 @@ def run_batch(settings: BatchSettings, emit: EventSink, should_stop: Callable[[]
         records.append(record)
     figures = RunFigures(
         started=started_at,
-        wall_s=time.perf_counter() - wall_start,
+        wall_s=wall_end - wall_start,
         items_run=(driver.done + driver.failed) if driver is not None else 0,
         workers=workers,
         address=address,
@@ -442,4 +479,6 @@ def run_batch(settings: BatchSettings, emit: EventSink, should_stop: Callable[[]
     )
     report = build_report(settings.manifest, settings.out_dir, records, figures)
     write_report(settings.out_dir, report)
+    if failure is not None:
+        raise failure
     return BatchOutcome(report=report, interrupted=interrupted)
