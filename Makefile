@@ -29,7 +29,7 @@ $(STAMP42): requirements/smoke-42.txt
 	rm -f $(VENV42)/.installed-*
 	touch $(STAMP42)
 
-.PHONY: venv test demo regions examples zip smoke-42 clean bench heldout
+.PHONY: venv test demo regions examples zip smoke-42 clean bench heldout batch-bench
 
 venv: $(STAMP)
 
@@ -68,6 +68,11 @@ bench: venv
 SET ?= report
 heldout: venv
 	$(VPY) benchmarks/heldout_benchmark.py --set $(SET)
+
+# Batch throughput (issue 21): 200 two-person frames on Ray against the CLI and in-process loops.
+# Run it alone on the machine (e.g. flock /tmp/bench.lock make batch-bench): it times wall clocks.
+batch-bench: venv
+	$(VPY) benchmarks/batch_benchmark.py
 
 zip: venv
 	mkdir -p dist
