@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 
 from ..prose_blender import runtime, smplx_addon
+from ..prose_blender.preferences import preferences
 from ..prose_blender.contacts import contact_label
 
 
@@ -107,6 +110,10 @@ class PROSEPOSE_PT_reference(ProsePanel, bpy.types.Panel):
         row.operator("prosepose.find_contacts", icon="VIEWZOOM")
         row.operator("prosepose.find_contacts", icon="FILE_REFRESH", text="Ask again").ask_again = True
         _draw_task(layout, "Find contacts")
+        prefs = preferences(context)
+        if prefs is not None and prefs.lmm_replay_file:
+            # Say so: a replay file set in the preferences answers instead of the model.
+            layout.label(text=f"Answers replayed from {Path(prefs.lmm_replay_file).name} (Preferences)", icon="FILE_TEXT")
         if prose.lmm_sample_count:
             layout.label(text=f"{prose.lmm_sample_count} answers, {prose.lmm_empty_count} empty")
         row = layout.row(align=True)

@@ -148,3 +148,24 @@ def test_back_off_setting_reaches_the_engine(enabled_addon, tmp_path):
         [written] = [json.loads(p.read_text()) for p in cache.glob("contacts*.json")]
         assert (written["empty_backoff"], written["backed_off"]) == (recorded, backed_off), mode
         assert prose.lmm_empty_count == 3
+
+
+def test_replay_answers_fill_the_list_without_asking_the_endpoint(enabled_addon, tmp_path):
+    from engine.lmm.replay import write_replay
+
+    prefs = _scene(tmp_path)
+    prefs.lmm_replay_file = str(tmp_path / "missing.json")
+    before = scene_digest()
+    with pytest.raises(RuntimeError, match="replay answers file .*missing.json does not exist"):
+        bpy.ops.prosepose.find_contacts()
+    assert scene_digest() == before
+    write_replay(tmp_path / "answers.json", [SHOULDER, SHOULDER, HUG, "I cannot tell."], 2, "answers written for a test")
+    prefs.lmm_replay_file = str(tmp_path / "answers.json")
+    with FakeOpenAIServer(texts=[HUG]) as server:
+        prefs.lmm_base_url = server.base_url
+        assert bpy.ops.prosepose.find_contacts() == {"FINISHED"}
+        assert server.received == []  # the replay asked nobody
+    prose = bpy.context.scene.prose
+    rows = {(c.source, c.part_a, c.part_b): c.count for c in prose.contacts}
+    assert rows[("LMM", "hand", "shoulder (front)")] == 2 and rows[("LMM", "hand", "back")] == 1
+    assert prose.lmm_sample_count == 4 and prose.lmm_empty_count == 1

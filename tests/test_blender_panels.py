@@ -88,3 +88,16 @@ def test_every_property_and_operator_has_a_tooltip(enabled_addon):
             if prop.identifier not in {"rna_type", "name", "bl_idname"} and not prop.description:
                 missing.append(f"{cls.__name__}.{prop.identifier}")
     assert not missing
+
+
+def test_reference_panel_says_when_answers_are_replayed(enabled_addon, tmp_path):
+    prefs = bpy.context.preferences.addons["prosepose"].preferences
+    recorder = draw_panel(bpy.types.PROSEPOSE_PT_reference)
+    assert not recorder.errors and not [c for c in recorder.calls if c[0] == "label" and "replayed" in str(c[1])]
+    prefs.lmm_replay_file = str(tmp_path / "answers.json")
+    try:
+        recorder = draw_panel(bpy.types.PROSEPOSE_PT_reference)
+        assert not recorder.errors
+        assert ("label", "Answers replayed from answers.json (Preferences)") in recorder.calls
+    finally:
+        prefs.lmm_replay_file = ""
