@@ -336,7 +336,7 @@ def write_report(out: Path, outcomes: list[Outcome], total_s: float, mode: str) 
         lines += ["| contact (ground truth) | before (cm) | after (cm) |", "|---|---:|---:|"]
         lines += [f"| {r.label} | {_cm(r.before_m)} | {_cm(r.after_m)} |" for r in o.contacts]
         lines += ["", "The add-on's result list (its contacts as the answers named them; each is measured, and Refine "
-                  "weighs them as the method does: for one person only rows named by at least half of the answers "
+                  "weighs them as the method does: for one person only rows named by at least 10 answers (10 of 20) "
                   "count, for two people each answer's table is one term, so a row counts as often as answers name it):", "",
                   "| contact | before (cm) | after (cm) |", "|---|---:|---:|"]
         lines += [f"| {r.label} | {_cm(r.before_m)} | {_cm(r.after_m)} |" for r in o.addon_results]
