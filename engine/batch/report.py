@@ -113,7 +113,7 @@ def run_metrics(records: list[ItemRecord]) -> dict:
 
 
 # Items after which a worker's memory is kept in its trace (and after its last one).
-RSS_TRACE_AT = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+RSS_TRACE_AT = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 175, 200, 300, 500, 1000, 2000, 5000, 10000)
 
 
 @dataclass

@@ -10,6 +10,7 @@ items), retries the items of a worker that died on a fresh worker (at most
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any, Callable
 from engine.batch.manifest import ManifestItem, read_manifest
 from engine.batch.report import (
     ItemRecord,
+    ItemStatus,
     RunFigures,
     WorkerUse,
     build_report,
@@ -152,10 +154,8 @@ def _connect(ray, settings: BatchSettings) -> tuple[str, int]:
         # Workers on this machine import this checkout's engine (they start in another folder).
         path = os.pathsep.join(p for p in (str(ENGINE_PARENT), os.environ.get("PYTHONPATH", "")) if p)
         runtime_env = {"env_vars": {"PYTHONPATH": path}}
-    # Workers' prints (a contacts subprocess's lines) stay in Ray's logs: stdout is this
-    # command's JSON lines.
-    common = {"log_to_driver": False, "logging_level": logging.WARNING, "runtime_env": runtime_env}
-    # ray.init installs its own SIGTERM handler (exit at once): the command's handlers, which
+    # log_to_driver=False: workers' prints stay in Ray's logs (stdout is this command's JSON
+    # lines). ray.init installs its own SIGTERM handler (exit at once): the command's handlers, which
     # stop the run cleanly and write the report, are put back.
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -163,10 +163,11 @@ def _connect(ray, settings: BatchSettings) -> tuple[str, int]:
             cores = settings.workers or os.cpu_count() or 1
             # "local": a new Ray of this process's own, never the cluster a `ray start` left on
             # this machine (which Ray joins when no address is given). Loopback only.
-            ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+            ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, logging_level=logging.WARNING, runtime_env=runtime_env)
             return "embedded", cores
         try:
-            ray.init(address=settings.address, **common)
+            ray.init(address=settings.address, log_to_driver=False, logging_level=logging.WARNING, runtime_env=runtime_env)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise EngineError(f"cannot join the Ray cluster at {settings.address}: {error}") from None
     finally:
@@ -233,16 +234,15 @@ class _Driver:
         if need_asker:
             # num_cpus=0: it waits on the endpoint; its threads are the LMM concurrency limit.
             # Placed beside the driver where it can be, so its response cache is this machine's.
-            options: dict = {"num_cpus": 0, "max_concurrency": self.settings.lmm.concurrency}
+            strategy = "DEFAULT"
             try:
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-                    node_id=self.ray.get_runtime_context().get_node_id(), soft=True
-                )
+                strategy = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=True)
             except Exception:  # Ray Client or no node id here: anywhere will do
                 pass
-            self.asker = self.ray.remote(**options)(ContactsAsker).remote()
+            asker_class = self.ray.remote(num_cpus=0, max_concurrency=self.settings.lmm.concurrency)(ContactsAsker)
+            self.asker = asker_class.options(scheduling_strategy=strategy).remote()
 
     def stop_workers(self) -> None:
         for slot in self.slots:
@@ -260,8 +260,6 @@ class _Driver:
             truth_label = str(item.ground_truth_file)
             truth_bytes = item.ground_truth_file.read_bytes()
         elif item.ground_truth_inline is not None:
-            import json
-
             truth_label = f"of manifest line {item.line}"
             truth_bytes = json.dumps(item.ground_truth_inline).encode()
         return RefineRequest(
@@ -310,10 +308,27 @@ class _Driver:
             self.emit("item_start", {"id": item_id, "attempt": self.attempts[item_id], "worker": slot.name,
                                      "pid": slot.info.pid})
 
-    def _record(self, item_id: str, **fields) -> ItemRecord:
+    def _record(self, item_id: str, status: ItemStatus, message: str = "", outcome: ItemOutcome | None = None,
+                result_file: str = "") -> ItemRecord:
         item = self.items[item_id]
-        return ItemRecord(id=item.id, line=item.line, job=str(item.job), key=item.key,
-                          attempts=self.attempts[item_id], contacts_file=self.contacts_files.get(item_id, ""), **fields)
+        worker = outcome.worker if outcome is not None else None
+        return ItemRecord(
+            id=item.id,
+            line=item.line,
+            job=str(item.job),
+            key=item.key,
+            status=status,
+            message=message,
+            attempts=self.attempts[item_id],
+            refine_s=outcome.refine_s if outcome is not None else 0.0,
+            body_load_s=outcome.body_load_s if outcome is not None else 0.0,
+            worker=f"{worker.node}:{worker.pid}" if worker is not None else "",
+            worker_rss_mb=worker.rss_mb if worker is not None else 0.0,
+            result_file=result_file,
+            contacts_file=self.contacts_files.get(item_id, ""),
+            frames=outcome.frames if outcome is not None else [],
+            evaluation_error=outcome.evaluation_error if outcome is not None else "",
+        )
 
     def _store(self, record: ItemRecord) -> None:
         write_json(record_path(self.out_dir, record.id), record.to_dict())
@@ -333,26 +348,22 @@ class _Driver:
             "eta_s": round(remaining / rate, 1) if rate > 0 else None,
         })
 
-    def _finish_failed(self, item_id: str, message: str) -> None:
+    def _finish_failed(self, item_id: str, message: str, outcome: ItemOutcome | None = None) -> None:
         # A result of an earlier version of this item would read as this one's.
         (self.out_dir / "results" / f"{item_id}.result.json").unlink(missing_ok=True)
-        self._store(self._record(item_id, status="failed", message=message))
+        self._store(self._record(item_id, "failed", message, outcome))
 
     def _finish(self, outcome: ItemOutcome) -> None:
         worker = outcome.worker
-        name = f"{worker.node}:{worker.pid}" if worker else ""
         if worker is not None:
+            name = f"{worker.node}:{worker.pid}"
             self.use.setdefault(name, WorkerUse(name, rss_first_mb=worker.rss_mb)).add(worker.rss_mb)
         if outcome.status != "done" or outcome.result is None:
-            self._finish_failed(outcome.item_id, outcome.message)
+            self._finish_failed(outcome.item_id, outcome.message, outcome)
             return
         relative = f"results/{outcome.item_id}.result.json"
         write_json(self.out_dir / relative, outcome.result)
-        self._store(self._record(
-            outcome.item_id, status="done", refine_s=outcome.refine_s, body_load_s=outcome.body_load_s, worker=name,
-            worker_rss_mb=worker.rss_mb if worker else 0.0, result_file=relative, frames=outcome.frames,
-            evaluation_error=outcome.evaluation_error,
-        ))
+        self._store(self._record(outcome.item_id, "done", outcome=outcome, result_file=relative))
 
     def _answered(self, item_id: str, answer: ContactsAnswer) -> None:
         if not answer.ok:
