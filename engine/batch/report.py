@@ -76,17 +76,6 @@ def read_record(out_dir: Path, item_id: str) -> ItemRecord | None:
 # ------------------------------------------------------------------------------------------ figures
 
 
-def _largest(values: list[float]) -> float | None:
-    return max(values) if values else None
-
-
-def contact_summary(record: ItemRecord) -> tuple[float | None, float | None]:
-    """The item's largest contact-term distance before and after, over its frames (metres)."""
-    before = [c["before_m"] for f in record.frames for c in f.get("constraints", [])]
-    after = [c["after_m"] for f in record.frames for c in f.get("constraints", [])]
-    return _largest(before), _largest(after)
-
-
 _POSE_METRICS = ("mpjpe", "pa_mpjpe", "joint_pa_mpjpe", "vertex_error")
 
 
@@ -214,12 +203,12 @@ def report_markdown(report: dict) -> str:
         for use in run["worker_memory"]:
             lines.append(f"| {use['name']} | {use['items']} | {use['rss_first_mb']:.0f} | {use['rss_last_mb']:.0f} |")
     lines += ["", "## Items", "",
-              "| id | status | tries | time (s) | largest contact distance before -> after (mm) | MPJPE before -> after (mm) | message |",
+              "| id | status | tries | time (s) | contact distance before -> after (mm, median of the terms) | MPJPE before -> after (mm) | message |",
               "|---|---|---|---|---|---|---|"]
     for record in report["records"]:
         before = [c["before_m"] for f in record["frames"] for c in f.get("constraints", [])]
         after = [c["after_m"] for f in record["frames"] for c in f.get("constraints", [])]
-        contact = f"{_mm(max(before))} -> {_mm(max(after))}" if after else ""
+        contact = f"{_mm(statistics.median(before))} -> {_mm(statistics.median(after))}" if after else ""
         evaluated = [f["evaluation"] for f in record["frames"] if "mpjpe_after_m" in f.get("evaluation", {})]
         pose = ""
         if evaluated:
