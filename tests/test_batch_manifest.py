@@ -122,3 +122,26 @@ def test_a_bad_ground_truth_says_where(text, message):
         read_ground_truth(text, "ground truth t.json")
     assert str(error.value).startswith("ground truth t.json")
     assert message in str(error.value)
+
+
+def test_the_schema_describes_the_same_lines(folder):
+    import jsonschema
+
+    from conftest import REPO_ROOT
+
+    schema = json.loads((REPO_ROOT / "schemas" / "batch-manifest.schema.json").read_text(encoding="utf-8"))
+    truth = {"frames": [{"frame": 1, "joints": [[[0.0, 0.0, 1.0]]],
+                         "contacts": [{"person_a": 0, "region_a": "right_hand", "person_b": 0, "region_b": "ground"}]}]}
+    good = [
+        {"job": "a.json"},
+        {"schema_version": 1, "id": "x-1", "job": "b.json", "image": "frame.png", "boxes": ["0,0,10,10"]},
+        {"job": "a.json", "ground_truth": truth},
+        {"job": "a.json", "ground_truth": "t.json"},
+    ]
+    for line in good:
+        jsonschema.validate(line, schema)
+    read_ground_truth(json.dumps(truth), "inline")  # and the reader takes the same ground truth
+    for bad in ({"jobs": "a.json"}, {"job": "a.json", "boxes": ["0,0,1,1"]}, {"job": "a.json", "id": "-x"},
+                {"job": "a.json", "ground_truth": {"frames": [{"frame": 1}]}}, {"job": "a.json", "schema_version": 2}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
