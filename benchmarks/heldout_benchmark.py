@@ -16,8 +16,9 @@ the repository; the first run builds them (a few seconds each).
 
 Each scene runs as a user would run it: the 20 answer texts through the real parser
 (``engine.lmm.parser.parse_response``), a job built from the scene with the engine's default
-options and constraint settings (no weight, floor, back-off or threshold given: the job
-holds the initial poses and the parsed samples only), written to JSON and read back as
+options and constraint settings (no weight, back-off or threshold given: the job holds the
+initial poses, the parsed samples and the scene's floor z = 0, which the add-on passes too;
+see ``engine.synth.scene.scene_job``), written to JSON and read back as
 ``python -m engine refine`` reads it, and refined in-process by ``engine.refine.run.run_job``
 with one torch thread, as the CLI does. The optimize time is the refinement's own wall time
 per frame (the body is loaded once, outside it).

@@ -364,3 +364,22 @@ def test_sides_that_answers_agree_on_are_applied_to_the_unsided_rows():
     assert with_side_hints(split) == (tuple(split), ())
     lone = [sample(("left hand", "left shoulder_back"))] + [sample(("hand", "shoulder_back"))] * 10
     assert with_side_hints(lone)[1] == ()  # one answer is not enough
+
+
+def test_agreed_constraints_are_those_f_answers_name_whatever_the_person_order():
+    # 7 answers "hand | back", 4 the same row the other way round, 6 "hand | neck", 3 empty.
+    samples = [sample(("hand", "back"), ("arm", "arm"))] * 7 + [sample(("back", "hand"))] * 4
+    samples += [sample(("hand", "neck"))] * 6 + [sample()] * 3
+    objective = objective_from_samples(samples, 2, min_samples=10)
+    assert len(objective.terms) == 17  # the loss is still one term per answer with rows
+    assert len(objective.agreed) == 1
+    agreed = objective.agreed[0]
+    assert "(11/20)" in agreed.label and "back" in agreed.label
+    pairs = set(agreed.pairs())
+    # Either person's either hand on the other's back: the order and the side stay open.
+    assert pairs == {P(0, "left_hand", 1, "back"), P(0, "right_hand", 1, "back"), P(0, "back", 1, "left_hand"), P(0, "back", 1, "right_hand")}
+    assert objective.must_close() == objective.agreed
+    assert objective_from_samples(samples, 2, min_samples=12).agreed == ()
+    # One person: the kept constraints are the agreed ones.
+    alone = objective_from_samples([sample(("hand", "head"))] * 10 + [sample(("foot", "ground"))] * 5, 1, min_samples=10)
+    assert alone.agreed == alone.terms and len(alone.terms) == 1

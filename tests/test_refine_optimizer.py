@@ -356,3 +356,33 @@ def test_the_contact_limbs_stay_close_is_relaxed_and_the_trunk_is_not(body, stat
     arm, spine = body.joint_names.index("right_elbow"), body.joint_names.index("spine")
     assert float(problem.setup.joint_weights[0, arm]) == pytest.approx(CONTACT_LIMB_STAY_CLOSE * float(plain.setup.joint_weights[0, arm]))
     assert float(problem.setup.joint_weights[0, spine]) == float(plain.setup.joint_weights[0, spine])
+
+
+def test_an_open_contact_relaxes_the_reaching_limb_until_it_closes(body, statics):
+    """Held a hundred times harder to its pose, the arm stops where the stay-close pull
+    meets the contact's, far short of the shoulder; relaxing the joints of the arm that
+    reaches for the open contact (OptimizerConfig.open_contact_relax) closes it, and no other
+    joint is relaxed."""
+    from engine.refine.optimizer import must_close_open, reaching_joints
+
+    problem = build_problem(statics, body.regions, hand_on_shoulder(), scene(body), [PersonOptions()] * 2)
+    with torch.no_grad():
+        start = body.forward(scene(body).local_rotations, scene(body).root_translation, scene(body).shape, problem.vertex_ids)
+    assert must_close_open(problem, start.vertices, 0.01)
+    reaching = reaching_joints(problem, start.vertices, 0.01)
+    assert {body.joint_names[j] for j in torch.nonzero(reaching[0]).flatten().tolist()} == {"right_shoulder", "right_elbow", "right_wrist"}
+    assert not bool(reaching[1].any())
+
+    weights = default_weights(2)
+    stiff = dataclasses.replace(weights, stay_close=tuple(100.0 * w for w in weights.stay_close))
+    held = refine(problem, OptimizerConfig(weights=stiff, max_relax_rounds=0))
+    relaxed = refine(problem, OptimizerConfig(weights=stiff))
+    assert held.losses["contact"] > 0.1
+    assert relaxed.losses["contact"] < 0.01
+    # The reported losses are the problem's own, whatever was relaxed on the way.
+    final = OptimizationVariables(problem, 0.4, 0.005)
+    assert final.setup is problem.setup
+    # Without a contact that must close (an LMM row too few answers agree on), nothing relaxes.
+    lmm_only = ContactObjective((dataclasses.replace(hand_on_shoulder().terms[0], source="lmm"),))
+    unagreed = build_problem(statics, body.regions, lmm_only, scene(body), [PersonOptions()] * 2)
+    assert not must_close_open(unagreed, start.vertices, 0.01)

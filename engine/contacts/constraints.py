@@ -739,7 +739,9 @@ def objective_from_samples(
         notes.append(f"{empty} of {total} answers were empty ({setting}): the other answers are used")
     samples, hint_notes = with_side_hints([ParsedSample(rows=_without_disabled(s, disabled), empty=s.empty) for s in samples])
     notes.extend(hint_notes)
+    agreed: list[ContactTerm] = []
     if num_people == 2:
+        agreed = _agreed_terms(samples, disabled, min_samples, total)
         for index, sample in enumerate(samples):
             rows = _without_disabled(sample, disabled)
             if not rows:
@@ -780,7 +782,27 @@ def objective_from_samples(
                     label=f"{entry.label} ({entry.count}/{total})",
                 )
             )
-    return ContactObjective(terms=tuple(terms), backed_off=False, notes=tuple(notes))
+        agreed = terms
+    return ContactObjective(terms=tuple(terms), backed_off=False, notes=tuple(notes), agreed=tuple(agreed))
+
+
+def _agreed_terms(samples: Sequence[ParsedSample], disabled: frozenset[str], min_samples: int, total: int) -> list[ContactTerm]:
+    """Two people: one term per constraint that at least ``min_samples`` samples name, its
+    options the sides and person orders of the first row so written (see
+    ContactObjective.agreed)."""
+    summary = summarize([ParsedSample(rows=_without_disabled(s, disabled)) for s in samples], 2)
+    first_row: dict[str, ParsedRow] = {}
+    for sample in samples:
+        for row in _without_disabled(sample, disabled):
+            first_row.setdefault(constraint_key(row), row)
+    agreed = []
+    for entry in summary:
+        if entry.count < min_samples:
+            continue
+        options, _ = sample_options((first_row[entry.key],), 2)
+        if options:
+            agreed.append(ContactTerm(options=options, weight=1.0, source="lmm", label=f"{entry.label} ({entry.count}/{total})"))
+    return agreed
 
 
 def _region_alternatives(region: str) -> tuple[str, ...]:

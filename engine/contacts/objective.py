@@ -95,6 +95,15 @@ class ContactObjective:
     backed_off: bool = False
     # Human-readable notes for the result file (e.g. why back-off happened).
     notes: tuple[str, ...] = ()
+    # The LMM constraints that at least f samples name (the one-person rule, for two people
+    # as well), one term each, whose options are that constraint's sides and person orders.
+    # Not a loss: with the artist's terms they are the contacts the refinement must close
+    # (engine.refine.problem.must_close_terms).
+    agreed: tuple[ContactTerm, ...] = ()
+
+    def must_close(self) -> tuple[ContactTerm, ...]:
+        """The agreed LMM constraints and every term that is not the LMM's (the artist's)."""
+        return self.agreed + tuple(term for term in self.terms if term.source != "lmm")
 
     def pairs(self) -> tuple[RegionPair, ...]:
         """Every distinct region pair of every term: the loss computes each one's distance

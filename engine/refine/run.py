@@ -67,7 +67,7 @@ def build_objective(job: Job) -> ContactObjective:
             artist.append(artist_term(contact.person_a, contact.region_a, contact.person_b, contact.region_b, contact.weight))
         except ValueError as error:
             raise JobError(f"constraints.explicit[{i}]: {error}") from None
-    return ContactObjective(terms=lmm.terms + tuple(artist), backed_off=lmm.backed_off, notes=lmm.notes)
+    return ContactObjective(terms=lmm.terms + tuple(artist), backed_off=lmm.backed_off, notes=lmm.notes, agreed=lmm.agreed)
 
 
 def people_state(body: BodyModel, poses: tuple[PersonPose, ...], where: str) -> PeopleState:

@@ -596,9 +596,12 @@ def scene_job(scene: Scene, joint_names: tuple[str, ...], samples) -> "Job":
     """The refinement job a user would write for ``scene``: its initial poses (a quaternion
     per joint, the shape, the root translation) and the parsed samples of its answers
     (``engine.lmm.parser.parse_response``), every option and constraint setting left at the
-    engine's default. Passed through JSON and back, as ``python -m engine refine job.json``
-    reads it."""
-    from engine.refine.job import BodySpec, ConstraintSpec, FramePoses, Job, PersonPose, PersonSettings
+    engine's default but the floor, which is the scene's (z = 0), as the add-on passes its
+    scene's floor. Why: the initial root is off by up to 2 cm vertically like a regressor's,
+    and the engine's default floor (the lowest foot point of the initial pose) would put
+    every hand that must rest on the ground that far from it. Passed through JSON and back,
+    as ``python -m engine refine job.json`` reads it."""
+    from engine.refine.job import BodySpec, ConstraintSpec, FramePoses, Job, JobOptions, PersonPose, PersonSettings
     from engine.refine.losses.geometry import matrix_to_quaternion
 
     quaternions = matrix_to_quaternion(scene.initial.local_rotations)
@@ -611,6 +614,7 @@ def scene_job(scene: Scene, joint_names: tuple[str, ...], samples) -> "Job":
         for p in range(scene.num_people)
     )
     job = Job(
+        options=JobOptions(floor_height=FLOOR),
         body=BodySpec(kind="anny"),
         people=tuple(PersonSettings(name=f"Person {p + 1}") for p in range(scene.num_people)),
         frames=(FramePoses(frame=1, people=people),),
