@@ -22,6 +22,8 @@ RESULT_SCHEMA_VERSION = 1
 
 BodyKind = Literal["anny", "smplx"]
 BODY_KINDS: tuple[str, ...] = ("anny", "smplx")
+SolveKind = Literal["frames", "sequence"]
+SOLVE_KINDS: tuple[str, ...] = ("frames", "sequence")
 
 # Weight names a job may override, one value per optimization stage (see engine.refine.optimizer).
 WEIGHT_NAMES: tuple[str, ...] = (
@@ -308,6 +310,43 @@ class PersonSettings:
 
 
 @dataclass(frozen=True)
+class ContactInterval:
+    """The frames over which a contact holds in a clip (issue 20): fully from ``start`` to
+    ``end`` (inclusive), eased in over the ``ease_in`` frames before ``start`` and out over the
+    ``ease_out`` frames after ``end`` (a smoothstep of the contact's weight, so the correction
+    grows and fades without a pop). Frames outside every interval come back unchanged."""
+
+    start: int
+    end: int
+    ease_in: int = 0
+    ease_out: int = 0
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise JobFormatError(f"interval: end {self.end} is before start {self.start}")
+        if self.ease_in < 0 or self.ease_out < 0:
+            raise JobFormatError("interval: ease_in and ease_out are frame counts >= 0")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ContactInterval:
+        data = _expect_dict(data, where)
+        _check_keys(data, ("start", "end"), ("ease_in", "ease_out"), where)
+        start = _integer(data["start"], f"{where}.start")
+        end = _integer(data["end"], f"{where}.end")
+        if end < start:
+            raise JobFormatError(f"{where}.end: {end} is before start {start}")
+        return cls(
+            start=start,
+            end=end,
+            ease_in=_integer(data.get("ease_in", 0), f"{where}.ease_in", 0),
+            ease_out=_integer(data.get("ease_out", 0), f"{where}.ease_out", 0),
+        )
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "ease_in": self.ease_in, "ease_out": self.ease_out}
+
+
+@dataclass(frozen=True)
 class ExplicitContact:
     """A contact added by the artist: ``region_a`` of person ``person_a`` touches ``region_b``
     of person ``person_b`` (0-based; ``region_b`` may be "ground", then ``person_b`` =
@@ -318,11 +357,13 @@ class ExplicitContact:
     person_b: int
     region_b: str
     weight: float = 1.0
+    # None: the contact holds on every frame of the job (and a single-frame solve ignores it).
+    interval: ContactInterval | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ExplicitContact:
         data = _expect_dict(data, where)
-        _check_keys(data, ("person_a", "region_a", "person_b", "region_b"), ("weight",), where)
+        _check_keys(data, ("person_a", "region_a", "person_b", "region_b"), ("weight", "interval"), where)
         region_a = _string(data["region_a"], f"{where}.region_a")
         region_b = _string(data["region_b"], f"{where}.region_b")
         if region_a not in MESH_REGIONS:
@@ -338,16 +379,21 @@ class ExplicitContact:
             person_b=_integer(data["person_b"], f"{where}.person_b", 0),
             region_b=region_b,
             weight=weight,
+            interval=_optional(ContactInterval.from_dict, data.get("interval"), f"{where}.interval"),
         )
 
     def to_dict(self) -> dict:
-        return {
+        out: dict[str, Any] = {
             "person_a": self.person_a,
             "region_a": self.region_a,
             "person_b": self.person_b,
             "region_b": self.region_b,
             "weight": self.weight,
         }
+        # Written only when set, so a job without intervals reads back byte for byte as before.
+        if self.interval is not None:
+            out["interval"] = self.interval.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -362,6 +408,8 @@ class ConstraintSpec:
         default) = half of the samples, rounded up; 0 = never.
     lmm_weight: multiplier of every LMM term.
     explicit: contacts added by the artist.
+    lmm_interval: the frames over which the LMM's contacts hold in a sequence solve (they
+        describe one moment; the artist stretches them over an interval); None = every frame.
     """
 
     lmm_samples: tuple[dict, ...] = ()
@@ -370,11 +418,15 @@ class ConstraintSpec:
     empty_backoff: int | None = None
     lmm_weight: float = 1.0
     explicit: tuple[ExplicitContact, ...] = ()
+    lmm_interval: ContactInterval | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "constraints") -> ConstraintSpec:
         data = _expect_dict(data, where)
-        _check_keys(data, (), ("lmm_samples", "disabled", "min_samples", "empty_backoff", "lmm_weight", "explicit"), where)
+        _check_keys(
+            data, (), ("lmm_samples", "disabled", "min_samples", "empty_backoff", "lmm_weight", "explicit", "lmm_interval"),
+            where,
+        )
         samples = data.get("lmm_samples", [])
         if not isinstance(samples, list):
             raise JobFormatError(f"{where}.lmm_samples: expected a list of sample objects")
@@ -393,10 +445,15 @@ class ConstraintSpec:
             empty_backoff=_optional(_integer, data.get("empty_backoff"), f"{where}.empty_backoff", 0),
             lmm_weight=lmm_weight,
             explicit=tuple(ExplicitContact.from_dict(c, f"{where}.explicit[{i}]") for i, c in enumerate(explicit)),
+            lmm_interval=_optional(ContactInterval.from_dict, data.get("lmm_interval"), f"{where}.lmm_interval"),
         )
 
+    @property
+    def has_intervals(self) -> bool:
+        return self.lmm_interval is not None or any(c.interval is not None for c in self.explicit)
+
     def to_dict(self) -> dict:
-        return {
+        out: dict[str, Any] = {
             "lmm_samples": [dict(s) for s in self.lmm_samples],
             "disabled": list(self.disabled),
             "min_samples": self.min_samples,
@@ -404,6 +461,9 @@ class ConstraintSpec:
             "lmm_weight": self.lmm_weight,
             "explicit": [c.to_dict() for c in self.explicit],
         }
+        if self.lmm_interval is not None:
+            out["lmm_interval"] = self.lmm_interval.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -460,14 +520,27 @@ class JobOptions:
     # False holds each person's shape as given: the Blender side builds meshes and bones for
     # a fixed shape, and a joint's rest frame (which the rotations refer to) moves with it.
     optimize_shape: bool = True
+    # "frames": each frame on its own (warm-started); "sequence": every frame solved together
+    # (engine.refine.sequence), what a job with any contact interval gets whatever this says.
+    solve: SolveKind = "frames"
+    # Sequence solve: keep the feet that are low and slow in the original where they were
+    # (a contact fix must not make them slide).
+    planted_feet: bool = True
+    # Sequence solve: the most Adam steps (one stage, all frames at once).
+    sequence_iterations: int = 400
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "options") -> JobOptions:
         data = _expect_dict(data, where)
         _check_keys(
-            data, (), ("seed", "floor_height", "iterations", "weights", "warm_start", "progress_every", "camera", "optimize_shape"),
+            data, (),
+            ("seed", "floor_height", "iterations", "weights", "warm_start", "progress_every", "camera", "optimize_shape",
+             "solve", "planted_feet", "sequence_iterations"),
             where,
         )
+        solve = _string(data.get("solve", "frames"), f"{where}.solve")
+        if solve not in SOLVE_KINDS:
+            raise JobFormatError(f"{where}.solve: {solve!r} is not one of {', '.join(SOLVE_KINDS)}")
         iterations_raw = data.get("iterations", [1000, 1000])
         if not isinstance(iterations_raw, list) or len(iterations_raw) != NUM_STAGES:
             raise JobFormatError(f"{where}.iterations: expected {NUM_STAGES} integers (one per stage)")
@@ -491,6 +564,9 @@ class JobOptions:
             progress_every=_integer(data.get("progress_every", 10), f"{where}.progress_every", 1),
             camera=None if camera is None else Camera.from_dict(camera, f"{where}.camera"),
             optimize_shape=_boolean(data.get("optimize_shape", True), f"{where}.optimize_shape"),
+            solve=solve,  # type: ignore[arg-type]
+            planted_feet=_boolean(data.get("planted_feet", True), f"{where}.planted_feet"),
+            sequence_iterations=_integer(data.get("sequence_iterations", 400), f"{where}.sequence_iterations", 1),
         )
 
     def to_dict(self) -> dict:
@@ -503,6 +579,9 @@ class JobOptions:
             "progress_every": self.progress_every,
             "camera": None if self.camera is None else self.camera.to_dict(),
             "optimize_shape": self.optimize_shape,
+            "solve": self.solve,
+            "planted_feet": self.planted_feet,
+            "sequence_iterations": self.sequence_iterations,
         }
 
 
@@ -563,8 +642,21 @@ class Job:
                     )
             if contact.region_b == GROUND and contact.person_b != contact.person_a:
                 raise JobFormatError(f"constraints.explicit[{i}]: a ground contact names the same person twice")
+        if self.is_sequence:
+            numbers = [frame.frame for frame in self.frames]
+            for i in range(1, len(numbers)):
+                if numbers[i] != numbers[i - 1] + 1:
+                    raise JobFormatError(
+                        f"frames[{i}].frame: a sequence solve needs consecutive frames in order "
+                        f"(frame {numbers[i - 1]} is followed by {numbers[i]})"
+                    )
         if any(person.keypoints_2d for frame in self.frames for person in frame.people) and self.options.camera is None:
             raise JobFormatError("options.camera: 2D keypoints were given without a camera; add options.camera")
+
+    @property
+    def is_sequence(self) -> bool:
+        """Whether the frames are solved together (engine.refine.sequence)."""
+        return self.options.solve == "sequence" or self.constraints.has_intervals
 
     @classmethod
     def from_dict(cls, data: Any) -> Job:

@@ -192,6 +192,8 @@ def run_job(
     job_warnings: list[str] = list(objective.notes)
     if not objective.terms:
         job_warnings.append("no contact constraint to satisfy: the refinement only applies the priors")
+    if job.is_sequence:
+        return _run_sequence(job, body, regions, objective, people_options, job_warnings, started, progress, should_stop)
     floor_height = job.options.floor_height
     far_from_floor: dict[GroundRow, list[tuple[int, float]]] = {}
     for index, frame in enumerate(job.frames):
@@ -264,6 +266,55 @@ def run_job(
         frames=tuple(frames),
         wall_time_s=time.perf_counter() - started,
         warnings=tuple(job_warnings),
+        floor_height=floor_height,
+    )
+
+
+def _run_sequence(
+    job: Job,
+    body: BodyModel,
+    regions: RegionVertices,
+    objective: ContactObjective,
+    people_options: list[PersonOptions],
+    job_warnings: list[str],
+    started: float,
+    progress: Callable[[FrameProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> Result:
+    """Every frame solved together (engine.refine.sequence), for a job with contact intervals
+    or ``options.solve`` "sequence"."""
+    from engine.refine.sequence import run_sequence_job
+
+    initial = [people_state(body, frame.people, f"frames[{i}]") for i, frame in enumerate(job.frames)]
+    first = job.frames[0].frame
+
+    def report(step: Progress) -> None:
+        if progress is not None:
+            progress(FrameProgress(0, first, step))
+
+    try:
+        frames, floor_height, warnings = run_sequence_job(
+            job, body, regions, objective, people_options, initial, progress=report, should_stop=should_stop
+        )
+    except ValueError as error:
+        raise JobError(str(error)) from None
+    for index, frame_result in enumerate(frames):
+        where = f"frames[{index}]"
+        bad = non_finite_field(frame_result.to_dict(), where)
+        if bad is not None:
+            raise JobError(
+                f"{where} (frame {frame_result.frame}): the refinement produced a non-finite number at {bad}; "
+                "no result was written. Check that the job's poses, shapes and weights are of a sensible size"
+            )
+    far: dict[GroundRow, list[tuple[int, float]]] = {}
+    for frame, state in zip(job.frames, initial):
+        for row, gap in far_ground_rows(body, regions, state, objective, floor_height):
+            far.setdefault(row, []).append((frame.frame, gap))
+    return Result(
+        body=job.body,
+        frames=tuple(frames),
+        wall_time_s=time.perf_counter() - started,
+        warnings=tuple(job_warnings + warnings + _floor_warnings(far, floor_height, job)),
         floor_height=floor_height,
     )
 

@@ -1,0 +1,245 @@
+"""Loss terms of the sequence (clip) solve (issue 20, engine.refine.sequence).
+
+Every tensor has a leading frame dimension: the F' frames being solved (those with some
+contact weight), N people each. Like ``engine.refine.losses.terms``, each term is a small
+typed function ``(SequenceInputs) -> dict[str, Tensor]`` whose value under its own name is
+weighted; other keys are diagnostics. The contact objective is the single-frame one
+(``engine.refine.losses.contact``: options, alternatives, touch allowance, the LMM rows'
+saturation), evaluated on every frame at once and weighted per frame and term by the ease
+curve of the term's interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from engine.refine.job import ContactInterval
+from engine.refine.losses.contact import _FAR, ContactIndex, _flat_rows, saturate
+from engine.refine.losses.geometry import rotation_angle
+from engine.refine.losses.terms import TRANSLATION_SCALE_M
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """3x^2 - 2x^3 on [0, 1]: zero slope at both ends, so a weight (and the correction it
+    drives) starts and stops growing without a kink."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def ease_weights(frames: Sequence[int], interval: ContactInterval | None) -> np.ndarray:
+    """(F,) weight of a contact on each frame: 1 from ``start`` to ``end``, a smoothstep from 0
+    (ease_in frames before start, where it is exactly 0) up to 1 at start and back down to 0
+    ease_out frames after end; 0 elsewhere. No interval: 1 on every frame."""
+    numbers = np.asarray(frames, dtype=np.float64)
+    if interval is None:
+        return np.ones(len(numbers))
+    weights = ((numbers >= interval.start) & (numbers <= interval.end)).astype(np.float64)
+    if interval.ease_in > 0:
+        rising = (numbers < interval.start) & (numbers > interval.start - interval.ease_in)
+        weights[rising] = smoothstep((numbers[rising] - (interval.start - interval.ease_in)) / interval.ease_in)
+    if interval.ease_out > 0:
+        falling = (numbers > interval.end) & (numbers < interval.end + interval.ease_out)
+        weights[falling] = smoothstep(((interval.end + interval.ease_out) - numbers[falling]) / interval.ease_out)
+    return weights
+
+
+def frame_pair_distances(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
+    """(F, N, V', 3) posed needed vertices -> (F, P) minimum distance of every region pair on
+    every frame. As ``engine.refine.losses.contact.pair_distances``: the nearest vertex pair is
+    found without gradient, then only those distances are recomputed with it."""
+    frames, _, count = vertices.shape[:3]
+    if not index.pairs:
+        return vertices.new_zeros(frames, 0)
+    rows_a, rows_b, flat_a, flat_b, padding_a, padding_b, _ = _flat_rows(index, count)
+    flat = vertices.reshape(frames, -1, 3)
+    num_pairs, width_a = rows_a.shape
+    with torch.no_grad():
+        detached = flat.detach()
+        points_a = detached[:, flat_a].reshape(frames, num_pairs, width_a, 3)
+        points_b = detached[:, flat_b].reshape(frames, num_pairs, rows_b.shape[1], 3)
+        gaps = torch.cdist(points_a.reshape(-1, width_a, 3), points_b.reshape(-1, rows_b.shape[1], 3))
+        gaps = gaps.reshape(frames, num_pairs, width_a, -1)
+        gaps = gaps.masked_fill(padding_a[None, :, :, None] | padding_b[None, :, None, :], _FAR)
+        best = gaps.reshape(frames, num_pairs, -1).argmin(dim=2)  # (F, P)
+        slot_a, slot_b = best // rows_b.shape[1], best % rows_b.shape[1]
+        pair = torch.arange(num_pairs)[None].expand(frames, -1)
+        heights = points_a[..., 2].masked_fill(padding_a[None], _FAR)
+        lowest = rows_a[pair, heights.argmin(dim=2)]
+        nearest_a = torch.where(index.is_ground[None], lowest, rows_a[pair, slot_a])
+        nearest_b = rows_b[pair, slot_b]
+    frame = torch.arange(frames)[:, None]
+    points = flat[frame, nearest_a]  # (F, P, 3)
+    other = flat[frame, nearest_b]
+    gap = points - other
+    nearest = torch.sqrt((gap * gap).sum(-1) + 1e-12)
+    heights = (points[..., 2] - floor_height).abs()
+    return torch.where(index.is_ground[None], heights, nearest)
+
+
+def frame_term_values(index: ContactIndex, distances: torch.Tensor) -> torch.Tensor:
+    """(F, P) pair distances -> (F, T) term values: min over options of the sum over rows of
+    the min over alternatives (``engine.refine.losses.contact.term_values`` per frame)."""
+    rows = distances[:, index.row_pairs].masked_fill(~index.row_mask[None], _FAR)  # (F, R, A)
+    row_values = rows.amin(dim=2)
+    options = (row_values[:, index.option_rows] * index.option_mask[None]).sum(dim=2)  # (F, O)
+    return options[:, index.term_options].masked_fill(~index.term_mask[None], _FAR).amin(dim=2)
+
+
+def frame_contact_values(index: ContactIndex, vertices: torch.Tensor, floor_height: float) -> torch.Tensor:
+    """(F, T) each term's value in the loss (touch allowance, LMM rows saturated), unweighted."""
+    if index.num_terms == 0:
+        return vertices.new_zeros(vertices.shape[0], 0)
+    distances = frame_pair_distances(index, vertices, floor_height)
+    if index.touch_m > 0.0:
+        distances = (distances - index.touch_m).clamp(min=0.0)
+    plain = frame_term_values(index, distances)
+    scales = index.term_saturation
+    if scales is None or not bool((scales > 0).any()):
+        return plain
+    robust = frame_term_values(index, saturate(distances, float(scales.max())))
+    return torch.where(scales[None] > 0, robust, plain)
+
+
+@dataclass(frozen=True)
+class SequenceSetup:
+    """Everything static the sequence terms need.
+
+    contact: the objective's index over the needed vertices; ease: (F', T) weight of each term
+        on each solved frame (its interval's ease curve times nothing else: the term's own
+        weight is in the index).
+    joint_weights: (N, J) stay-close multipliers (engine.refine.problem); translation_weights (N,).
+    joint_limits: (F', N, J) largest allowed angle from rest: the rig's limit, or the original
+        pose's angle where the original is already past it (the fix must not pull a
+        mocap pose back inside a limit it breaks on purpose).
+    solved: (F,) bool, which of the clip's frames have variables (the others are held at a
+        zero correction, so the temporal terms ease into and out of them).
+    planted_rows: (F', N, V') bool, foot vertices that are low and slow in the original;
+        planted_targets: (F', N, V', 3) their original positions.
+    """
+
+    contact: ContactIndex
+    floor_height: float
+    ease: torch.Tensor
+    joint_weights: torch.Tensor
+    translation_weights: torch.Tensor
+    joint_limits: torch.Tensor
+    solved: torch.Tensor
+    planted_rows: torch.Tensor
+    planted_targets: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SequenceInputs:
+    """The posed clip at one iteration: vertices (F', N, V', 3) and local_rotations
+    (F', N, J, 3, 3) of the solved frames; pose_offsets (F, N, J, 3) radians and
+    translation_offsets (F, N, 3) metres over the whole clip (zero on frames not solved)."""
+
+    setup: SequenceSetup
+    vertices: torch.Tensor
+    local_rotations: torch.Tensor
+    pose_offsets: torch.Tensor
+    translation_offsets: torch.Tensor
+
+
+def sequence_contact_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Sum over frames of the ease-weighted contact objective (metres)."""
+    setup = inputs.setup
+    values = frame_contact_values(setup.contact, inputs.vertices, setup.floor_height)
+    if values.shape[1] == 0:
+        return {"contact": inputs.vertices.new_zeros(())}
+    weighted = values * setup.ease * setup.contact.term_weights[None].to(values.dtype)
+    return {"contact": weighted.sum(), "contact_worst_m": values.detach().amax()}
+
+
+def sequence_stay_close_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Sum over frames of the single-frame stay-close term (engine.refine.losses.terms)."""
+    setup = inputs.setup
+    joint = setup.joint_weights[None] * (inputs.pose_offsets * inputs.pose_offsets).sum(-1)
+    shift = inputs.translation_offsets / TRANSLATION_SCALE_M
+    translation = setup.translation_weights[None] * (shift * shift).sum(-1)
+    return {"stay_close": joint.sum() + translation.sum()}
+
+
+def _differences(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    velocity = values[1:] - values[:-1]
+    return velocity, velocity[1:] - velocity[:-1]
+
+
+def temporal_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Frame-to-frame velocity and acceleration of the correction (joint rotation offsets,
+    stay-close weighted, and the root's translation in stay-close units), over the whole
+    clip: the frames held at zero on either side make the correction ease in and out.
+    Value: acceleration plus a tenth of the velocity, which keeps a correction from
+    switching on in one frame where the ease is steep."""
+    setup = inputs.setup
+    if inputs.pose_offsets.shape[0] < 3:
+        return {"temporal": inputs.vertices.new_zeros(())}
+    pose_velocity, pose_acceleration = _differences(inputs.pose_offsets)
+    shift_velocity, shift_acceleration = _differences(inputs.translation_offsets / TRANSLATION_SCALE_M)
+    weights = setup.joint_weights[None]
+    velocity = (weights * pose_velocity.square().sum(-1)).sum() + (setup.translation_weights[None] * shift_velocity.square().sum(-1)).sum()
+    acceleration = (weights * pose_acceleration.square().sum(-1)).sum() + (
+        setup.translation_weights[None] * shift_acceleration.square().sum(-1)
+    ).sum()
+    return {
+        "temporal": acceleration + 0.1 * velocity,
+        "temporal_velocity": velocity.detach(),
+        "temporal_acceleration": acceleration.detach(),
+    }
+
+
+def planted_feet_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Squared displacement (cm^2) of the planted foot vertices from where they were, mean per
+    frame over its planted vertices, summed over frames."""
+    setup = inputs.setup
+    rows = setup.planted_rows
+    if not bool(rows.any()):
+        return {"planted_feet": inputs.vertices.new_zeros(())}
+    moved = ((inputs.vertices - setup.planted_targets) * 100.0).square().sum(-1)  # (F', N, V')
+    counts = rows.sum(dim=(1, 2)).clamp(min=1)
+    per_frame = (moved * rows).sum(dim=(1, 2)) / counts
+    return {"planted_feet": per_frame.sum(), "planted_feet_worst_cm": (moved * rows).detach().amax().sqrt()}
+
+
+def sequence_joint_limits_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Squared excess (radians) of each joint's angle over its limit (SequenceSetup.joint_limits)."""
+    limits = inputs.setup.joint_limits
+    limited = torch.isfinite(limits)
+    if not bool(limited.any()):
+        return {"joint_limits": inputs.vertices.new_zeros(())}
+    angles = rotation_angle(inputs.local_rotations[limited])
+    excess = torch.relu(angles - limits[limited])
+    return {"joint_limits": (excess * excess).sum()}
+
+
+SequenceTerm = Callable[[SequenceInputs], dict[str, torch.Tensor]]
+
+SEQUENCE_TERMS: dict[str, SequenceTerm] = {
+    "contact": sequence_contact_term,
+    "stay_close": sequence_stay_close_term,
+    "joint_limits": sequence_joint_limits_term,
+    "temporal": temporal_term,
+    "planted_feet": planted_feet_term,
+}
+
+
+def evaluate_sequence(inputs: SequenceInputs, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total and every named value; terms with weight 0 are skipped."""
+    total = inputs.vertices.new_zeros(())
+    values: dict[str, torch.Tensor] = {}
+    for name, weight in weights.items():
+        if name not in SEQUENCE_TERMS:
+            raise KeyError(f"unknown sequence loss term {name!r}; known terms: {', '.join(SEQUENCE_TERMS)}")
+        if weight == 0.0:
+            continue
+        named = SEQUENCE_TERMS[name](inputs)
+        values.update(named)
+        total = total + weight * named[name]
+    if not math.isfinite(float(total.detach())):
+        values["non_finite"] = total.detach()
+    return total, values
