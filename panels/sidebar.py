@@ -142,6 +142,16 @@ class PROSEPOSE_PT_contacts(ProsePanel, bpy.types.Panel):
                 box.prop(contact, "weight")
             else:
                 box.label(text=f"Named by {contact.count} answer(s)")
+            box.prop(contact, "use_interval")
+            if contact.use_interval:
+                row = box.row(align=True)
+                row.prop(contact, "interval_start")
+                row.prop(contact, "interval_end")
+                row = box.row(align=True)
+                row.prop(contact, "ease_in")
+                row.prop(contact, "ease_out")
+                if contact.source == "LMM":
+                    box.label(text="Language-model contacts share the first one's interval")
         row = layout.row(align=True)
         row.operator("prosepose.show_regions", icon="HIDE_OFF")
         row.operator("prosepose.hide_regions", icon="HIDE_ON")

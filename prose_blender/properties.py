@@ -14,6 +14,7 @@ from bpy.props import (
 )
 
 from .addon import PROP_BODY
+from .intervals import interval_changed
 
 BODY_KINDS = (
     ("anny", "Anny", "Built-in Anny body (no licence file needed)"),
@@ -39,7 +40,7 @@ class ProseContact(bpy.types.PropertyGroup):
     part_b: StringProperty(name="Part B", description="Body part or region of the second person of the pair, or 'ground'")
     person_b: IntProperty(name="Person B", description="Which subject the second part belongs to (1 or 2)", min=1, max=2, default=2)
     count: IntProperty(name="Samples", description="How many language-model samples named this contact", min=0)
-    enabled: BoolProperty(name="Enabled", description="Use this contact in Refine and Show regions", default=True)
+    enabled: BoolProperty(name="Enabled", description="Use this contact in Refine and Show regions", default=True, update=interval_changed)
     weight: FloatProperty(name="Weight", description="Strength of this contact (artist contacts only; language-model contacts use Contact strength)", min=0.0, soft_max=10.0, default=1.0)
     source: EnumProperty(
         name="Source",
@@ -48,6 +49,12 @@ class ProseContact(bpy.types.PropertyGroup):
         default="ARTIST",
     )
     key: StringProperty(name="Key", description="Stable identifier of a language-model contact (from the contacts file)")
+    # Issue 20: the frames over which the contact holds when a range is refined.
+    use_interval: BoolProperty(name="Interval", description="Hold this contact only over a frame interval when a range is refined (off: on every refined frame)", default=False, update=interval_changed)
+    interval_start: IntProperty(name="From", description="First frame on which the contact holds", default=1, update=interval_changed)
+    interval_end: IntProperty(name="To", description="Last frame on which the contact holds", default=1, update=interval_changed)
+    ease_in: IntProperty(name="Ease in", description="Frames before the interval over which the correction grows from nothing", min=0, soft_max=48, default=0, update=interval_changed)
+    ease_out: IntProperty(name="Ease out", description="Frames after the interval over which the correction fades out", min=0, soft_max=48, default=0, update=interval_changed)
 
 
 class ProseConstraintResult(bpy.types.PropertyGroup):

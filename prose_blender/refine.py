@@ -11,6 +11,7 @@ import bpy
 
 from .contacts import empty_backoff
 from .distances import contact_distances, contact_labels
+from .intervals import interval_of
 from .layers import original_poses, write_refinement
 from .poses import BonePose, EnginePose, bone_pose_from_engine, read_engine_pose
 from .settings import EngineSettings, ProseError
@@ -53,7 +54,9 @@ def build_job(scene: bpy.types.Scene, request: RefineRequest, settings: EngineSe
     if not any(s.movable for s in subjects):
         raise ProseError("Nobody may move: tick 'Move' for at least one person")
     prose = scene.prose
-    constraints = _constraints(prose, len(subjects), request.contact_strength)
+    # A range is one clip, solved together (issue 20); one frame keeps the single-frame path.
+    sequence = len(request.frames) > 1
+    constraints = _constraints(prose, len(subjects), request.contact_strength, sequence)
 
     original_frame = scene.frame_current
     frames = []
@@ -86,6 +89,18 @@ def _read_frames(scene, request: RefineRequest, subjects: list[Subject], measure
 
 
 def _job(subjects, request, frames, constraints, prose, settings) -> dict:
+    options = {
+        "iterations": [request.iterations, request.iterations],
+        "progress_every": 10,
+        "floor_height": floor_height(prose),
+        # Blender's mesh and bones are built for each subject's shape, and a joint's rest
+        # frame (which the rotations refer to) moves with the shape.
+        "optimize_shape": False,
+    }
+    if len(frames) > 1:
+        # Every frame of the range in one solve: contact held, the correction smooth.
+        options["solve"] = "sequence"
+        options["sequence_iterations"] = int(request.iterations)
     people_settings = []
     for subject in subjects:
         entry = {"name": subject.armature.name, "movable": subject.movable, "pinned_joints": []}
@@ -99,18 +114,11 @@ def _job(subjects, request, frames, constraints, prose, settings) -> dict:
         "people": people_settings,
         "frames": frames,
         "constraints": constraints,
-        "options": {
-            "iterations": [request.iterations, request.iterations],
-            "progress_every": 10,
-            "floor_height": floor_height(prose),
-            # Blender's mesh and bones are built for each subject's shape, and a joint's rest
-            # frame (which the rotations refer to) moves with the shape.
-            "optimize_shape": False,
-        },
+        "options": options,
     }
 
 
-def _constraints(prose, people: int, strength: float) -> dict:
+def _constraints(prose, people: int, strength: float, sequence: bool = False) -> dict:
     try:
         samples = json.loads(prose.lmm_samples_json or "[]")
     except ValueError:
@@ -122,23 +130,36 @@ def _constraints(prose, people: int, strength: float) -> dict:
             continue
         if max(contact.person_a, contact.person_b) > people:
             raise ProseError(f"The contact {contact.part_a} - {contact.part_b} names Person 2, but only one subject is set")
-        explicit.append({
+        entry = {
             "person_a": contact.person_a - 1,
             "region_a": contact.part_a,
             "person_b": contact.person_b - 1,
             "region_b": contact.part_b,
             "weight": float(contact.weight * strength),
-        })
+        }
+        # Intervals mean something only in a clip: a single frame refines every contact.
+        interval = interval_of(contact) if sequence else None
+        if interval is not None:
+            entry["interval"] = interval
+        explicit.append(entry)
     lmm_enabled = any(c.source == "LMM" and c.enabled for c in prose.contacts)
     if not explicit and not lmm_enabled:
         raise ProseError("No enabled contacts: run Find contacts or add a contact by hand")
-    return {
+    out = {
         "lmm_samples": samples if lmm_enabled else [],
         "disabled": disabled,
         "empty_backoff": empty_backoff(prose),
         "lmm_weight": float(strength),
         "explicit": explicit,
     }
+    # The engine has one interval for the language model's contacts (they describe one
+    # moment): the first enabled one that has an interval gives it.
+    lmm_interval = next(
+        (interval_of(c) for c in prose.contacts if c.source == "LMM" and c.enabled and c.use_interval), None
+    ) if sequence else None
+    if lmm_interval is not None and lmm_enabled:
+        out["lmm_interval"] = lmm_interval
+    return out
 
 
 def floor_height(prose) -> float | None:
