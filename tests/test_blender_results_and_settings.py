@@ -106,6 +106,8 @@ def test_every_visible_setting_takes_effect(enabled_addon, tmp_path):
     changes = {
         "enabled": lambda: setattr(prose.contacts[0], "enabled", False),
         "weight": lambda: setattr(prose.contacts[0], "weight", 3.0),
+        # Issue 20: a contact's interval (the range 2-4 is refined as one clip).
+        "use_interval": lambda: setattr(prose.contacts[0], "use_interval", True),
         "frame_mode": lambda: setattr(prose, "frame_mode", "CURRENT"),
         "frame_start": lambda: setattr(prose, "frame_start", 0),
         "frame_end": lambda: setattr(prose, "frame_end", 5),
@@ -119,7 +121,7 @@ def test_every_visible_setting_takes_effect(enabled_addon, tmp_path):
     assert drawn - set(changes) <= {"ease_frames", "refinement_influence", "show_result_details"}, drawn
     for name in sorted(drawn & set(changes)):
         job = json.dumps(build_job(scene, refine_request(scene), engine_settings()), sort_keys=True)
-        state = {"enabled": prose.contacts[0].enabled, "weight": prose.contacts[0].weight}
+        state = {"enabled": prose.contacts[0].enabled, "weight": prose.contacts[0].weight, "use_interval": prose.contacts[0].use_interval}
         saved = {k: getattr(prose, k) for k in ("frame_mode", "frame_start", "frame_end", "contact_strength", "stay_close_strength", "iterations", "floor_mode", "floor_height")}
         changes[name]()
         changed = json.dumps(build_job(scene, refine_request(scene), engine_settings()), sort_keys=True)
@@ -127,6 +129,7 @@ def test_every_visible_setting_takes_effect(enabled_addon, tmp_path):
         for key, value in saved.items():
             setattr(prose, key, value)
         prose.contacts[0].enabled, prose.contacts[0].weight = state["enabled"], state["weight"]
+        prose.contacts[0].use_interval = state["use_interval"]
     # The export: a language-model row carries its samples, not a weight Refine ignores.
     prose.contacts[1].weight = 7.0
     out = tmp_path / "out.npz"
