@@ -59,12 +59,16 @@ def _smooth(x: float) -> float:
     return x * x * (3 - 2 * x)
 
 
-def two_person_scene(context: SynthContext):
+def two_person_scene(context: SynthContext, which: int = 0):
+    """The ``which``-th two-person tuning scene whose contacts are all between the people."""
+    found = 0
     for seed in TUNING_SEEDS:
         scene = generate_scene(seed, context=context)
-        if scene.num_people == 2 and all(b != "ground" for _, _, b, rb in [(c[0], c[1], c[2], c[3]) for c in scene.contacts] for b in [rb]):
-            return scene
-    raise RuntimeError("no two-person tuning scene")
+        if scene.num_people == 2 and all(rb != "ground" for _, _, _, rb in scene.contacts):
+            if found == which:
+                return scene
+            found += 1
+    raise RuntimeError(f"fewer than {which + 1} two-person tuning scenes")
 
 
 def make_clip(scene, joint_names, count: int, seed: int = 0) -> tuple[Job, ContactInterval]:
@@ -161,10 +165,10 @@ class RssPeak:
         self.peak = max(self.peak, _rss_mb())
 
 
-def measure(count: int, frame_by_frame: bool) -> dict:
+def measure(count: int, frame_by_frame: bool, which: int = 0) -> dict:
     context = SynthContext.shared()
     body, regions = context.body, context.regions
-    scene = two_person_scene(context)
+    scene = two_person_scene(context, which)
     job, interval = make_clip(scene, body.joint_names, count)
     with RssPeak() as rss:
         started = time.perf_counter()
@@ -217,17 +221,7 @@ def measure(count: int, frame_by_frame: bool) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--sizes", default="25,50,100,200")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one size, JSON out
-    args = parser.parse_args()
-    if args.one is not None:
-        print(json.dumps(measure(args.one, frame_by_frame=False)))
-        return
-    main_figures = measure(args.frames, frame_by_frame=True)
-    f = main_figures
+def report_clip(f: dict) -> None:
     print(f"scene: tuning seed {f['seed']} ({f['contact_type']}), {f['frames']} frames, interval {f['interval']}")
     print(f"time: {f['seconds']:.1f} s for {f['frames']} frames (target <= 30 s), {f['per_frame_s'] * 1000:.0f} ms per frame; "
           f"frame by frame {f['frame_by_frame_per_frame_s'] * 1000:.0f} ms per frame; {f['iterations']} iterations")
@@ -243,6 +237,20 @@ def main() -> None:
     print(f"memory: resident {f['solve_start_mb']:.0f} MB before the solve (body, regions, scene), peak "
           f"{f['solve_peak_mb']:.0f} MB during it (+{f['solve_peak_mb'] - f['solve_start_mb']:.0f} MB; target < 4096 MB); "
           f"process peak {f['peak_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--sizes", default="25,50,100,200")
+    parser.add_argument("--scenes", type=int, default=3, help="two-person tuning scenes to make clips of")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one size, JSON out
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(measure(args.one, frame_by_frame=False)))
+        return
+    for which in range(args.scenes):
+        report_clip(measure(args.frames, frame_by_frame=True, which=which))
     for size in [int(s) for s in args.sizes.split(",") if s]:
         child = subprocess.run([sys.executable, __file__, "--one", str(size)], capture_output=True, text=True, check=True)
         g = json.loads(child.stdout.strip().splitlines()[-1])

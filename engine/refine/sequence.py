@@ -72,6 +72,8 @@ class SequenceWeights:
     # on the clip benchmark (tuning seed 0, 100 frames) the largest joint acceleration is
     # 1.20x the original clip's at 100x and 1.17x at 200x, the contact within 4 mm either way.
     temporal: float
+    # Per cm^2 of frame-to-frame acceleration of each joint's displacement (joint_motion_term).
+    joint_motion: float
     # Per frame, per cm^2 of a planted foot's mean displacement: a 1 mm slide costs what 1 cm of
     # open contact does (ten times that made the steps of Adam bounce off the feet).
     planted_feet: float
@@ -83,7 +85,14 @@ class SequenceWeights:
             "joint_limits": self.joint_limits,
             "temporal": self.temporal,
             "planted_feet": self.planted_feet,
+            "joint_motion": self.joint_motion,
         }
+
+
+# Clip benchmark, 3 tuning scenes (largest joint acceleration / original's; worst contact
+# inside the interval): 0 -> 1.17x, 1.31x, 1.23x, 4 mm; 3 -> 1.00x, 1.31x, 1.20x, 6 mm;
+# 10 -> 1.00x, 1.29x, 1.14x, but 11 mm; 100 -> contacts left 4-7 cm open.
+JOINT_MOTION_WEIGHT = 3.0
 
 
 def default_sequence_weights(num_people: int) -> SequenceWeights:
@@ -95,6 +104,7 @@ def default_sequence_weights(num_people: int) -> SequenceWeights:
         joint_limits=frame.joint_limits[0],
         temporal=200.0 * stay,
         planted_feet=frame.contact[0],
+        joint_motion=JOINT_MOTION_WEIGHT,
     )
 
 
@@ -190,7 +200,7 @@ def solve_sequence(
     plain = build_contact_index(objective, regions, [needed] * num_people)
     vertex_ids = torch.as_tensor(needed)
 
-    def posed(rotations: torch.Tensor, translations: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+    def posed_both(rotations: torch.Tensor, translations: torch.Tensor, shapes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         frames = rotations.shape[0]
         out = body.forward(
             rotations.reshape(frames * num_people, num_joints, 3, 3),
@@ -198,10 +208,13 @@ def solve_sequence(
             shapes.reshape(frames * num_people, -1),
             vertex_ids,
         )
-        return out.vertices.reshape(frames, num_people, len(needed), 3)
+        return out.vertices.reshape(frames, num_people, len(needed), 3), out.joints.reshape(frames, num_people, -1, 3)
+
+    def posed(rotations: torch.Tensor, translations: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+        return posed_both(rotations, translations, shapes)[0]
 
     with torch.no_grad():
-        before_vertices = posed(original.local_rotations, original.root_translation, original.shape)
+        before_vertices, before_joints = posed_both(original.local_rotations, original.root_translation, original.shape)
         before = frame_term_values(plain, frame_pair_distances(plain, before_vertices, floor_height)) if plain.num_terms else torch.zeros(count, 0)
 
     rows = torch.zeros(count, num_people, len(needed), dtype=torch.bool)
@@ -244,6 +257,7 @@ def solve_sequence(
         planted_targets=before_vertices[active],
         # Every joint's correction as smooth as the stiffest limb joint's, the root's
         # orientation as its own stay-close weight (see temporal_term).
+        original_joints=before_joints[active],
         temporal_joint_weights=torch.maximum(problem.setup.joint_weights, torch.ones_like(problem.setup.joint_weights)),
     )
     joint_scale = joint_step_scale(problem, config.rotation_scale, True)  # (N, J, 1)
@@ -281,10 +295,10 @@ def solve_sequence(
         offsets = blend[:, None, None, None] * raw_offsets
         shifts = blend[:, None, None] * raw_shifts
         rotations = rotate_by_axis_angle(base_rotations, offsets)
-        vertices = posed(rotations, base_translations + shifts, shapes)
+        vertices, joints = posed_both(rotations, base_translations + shifts, shapes)
         full_offsets = torch.zeros(count, num_people, num_joints, 3).index_put((active,), offsets)
         full_shifts = torch.zeros(count, num_people, 3).index_put((active,), shifts)
-        return SequenceInputs(current, vertices, rotations, full_offsets, full_shifts, raw_offsets, raw_shifts)
+        return SequenceInputs(current, vertices, rotations, full_offsets, full_shifts, raw_offsets, raw_shifts, joints)
 
     weights = config.weights.as_dict()
     current = setup

@@ -133,6 +133,8 @@ class SequenceSetup:
     planted_targets: torch.Tensor
     # (N, J) weight of each joint's correction in the temporal term (see temporal_term).
     temporal_joint_weights: torch.Tensor | None = None
+    # (F', N, J, 3) the original joint positions of the solved frames (joint_motion_term).
+    original_joints: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class SequenceInputs:
     # (engine.refine.sequence); the temporal term smooths these when given.
     raw_pose_offsets: torch.Tensor | None = None
     raw_translation_offsets: torch.Tensor | None = None
+    # (F', N, J, 3) posed joint positions of the solved frames.
+    joints: torch.Tensor | None = None
 
 
 def sequence_contact_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
@@ -211,6 +215,21 @@ def temporal_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     }
 
 
+def joint_motion_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
+    """Squared frame-to-frame acceleration (cm per frame^2) of how far the correction moves
+    each joint, summed over joints and frames (frames not solved move nothing). Why, beside
+    the temporal term on the rotation offsets: a constant offset of a shoulder on an arm
+    that the original swings changes the hand's path, and on the clip benchmark the largest
+    joint acceleration was 1.3x the original's where the original moved fastest."""
+    setup = inputs.setup
+    if inputs.joints is None or setup.original_joints is None:
+        return {"joint_motion": inputs.vertices.new_zeros(())}
+    moved = (inputs.joints - setup.original_joints) * 100.0  # (F', N, J, 3)
+    full = moved.new_zeros(setup.solved.shape[0], *moved.shape[1:]).index_put((torch.nonzero(setup.solved).flatten(),), moved)
+    acceleration = full[2:] - 2 * full[1:-1] + full[:-2]
+    return {"joint_motion": acceleration.square().sum()}
+
+
 def planted_feet_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     """Squared displacement (cm^2) of the planted foot vertices from where they were, mean per
     frame over its planted vertices, summed over frames."""
@@ -243,6 +262,7 @@ SEQUENCE_TERMS: dict[str, SequenceTerm] = {
     "joint_limits": sequence_joint_limits_term,
     "temporal": temporal_term,
     "planted_feet": planted_feet_term,
+    "joint_motion": joint_motion_term,
 }
 
 
