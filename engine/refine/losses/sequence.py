@@ -135,6 +135,8 @@ class SequenceSetup:
     temporal_joint_weights: torch.Tensor | None = None
     # (F', N, J, 3) the original joint positions of the solved frames (joint_motion_term).
     original_joints: torch.Tensor | None = None
+    # (F,) the ease of the correction on every frame of the clip (0 where not solved).
+    blend: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,13 @@ def joint_motion_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
         return {"joint_motion": inputs.vertices.new_zeros(())}
     moved = (inputs.joints - setup.original_joints) * 100.0  # (F', N, J, 3)
     full = moved.new_zeros(setup.solved.shape[0], *moved.shape[1:]).index_put((torch.nonzero(setup.solved).flatten(),), moved)
-    acceleration = full[2:] - 2 * full[1:-1] + full[:-2]
-    return {"joint_motion": acceleration.square().sum()}
+    acceleration = (full[2:] - 2 * full[1:-1] + full[:-2]).square().sum(dim=(1, 2, 3))
+    if setup.blend is not None:
+        # Weighted by the smallest ease of the three frames: the ease frames' timing is the
+        # artist's (a 2-frame ease must reach in 2 frames), this term smooths the rest.
+        blend = setup.blend.to(acceleration.dtype)
+        acceleration = acceleration * torch.minimum(torch.minimum(blend[2:], blend[1:-1]), blend[:-2])
+    return {"joint_motion": acceleration.sum()}
 
 
 def planted_feet_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
