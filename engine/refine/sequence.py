@@ -7,8 +7,10 @@ shifts, as in the single-frame optimizer (engine.refine.optimizer: zero is the o
 each joint's step scaled by its stay-close stiffness). One batched forward poses every solved
 frame of every person per step.
 
-- Contact (engine.refine.losses.sequence) on the frames inside each contact's interval,
-  weighted by the interval's smoothstep ease.
+- Contact (engine.refine.losses.sequence) on the frames inside each contact's interval; on
+  the ease frames the correction is a smoothstep of the ease times a smooth correction (see
+  solve_sequence: the contact's pull does not grow with the distance, so an eased weight
+  alone closed the contact in the first few ease frames).
 - Stay-close to the original on every frame, with the single-frame problem's weights
   (engine.refine.problem.build_problem: the contact limb freer, the standing legs stiffer).
 - A temporal term on the correction's velocity and acceleration over the whole clip.

@@ -5,8 +5,9 @@ contact weight), N people each. Like ``engine.refine.losses.terms``, each term i
 typed function ``(SequenceInputs) -> dict[str, Tensor]`` whose value under its own name is
 weighted; other keys are diagnostics. The contact objective is the single-frame one
 (``engine.refine.losses.contact``: options, alternatives, touch allowance, the LMM rows'
-saturation), evaluated on every frame at once and weighted per frame and term by the ease
-curve of the term's interval.
+saturation), evaluated on every frame at once and weighted per frame and term
+(``SequenceSetup.ease``: 1 on the frames of the term's interval, 0 elsewhere; the ease frames'
+correction is shaped by engine.refine.sequence, not by this weight).
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class SequenceSetup:
     """Everything static the sequence terms need.
 
     contact: the objective's index over the needed vertices; ease: (F', T) weight of each term
-        on each solved frame (its interval's ease curve times nothing else: the term's own
-        weight is in the index).
+        on each solved frame (the solver passes 1 inside the term's interval, 0 elsewhere;
+        the term's own weight is in the index).
     joint_weights: (N, J) stay-close multipliers (engine.refine.problem); translation_weights (N,).
     joint_limits: (F', N, J) largest allowed angle from rest: the rig's limit, or the original
         pose's angle where the original is already past it (the fix must not pull a
