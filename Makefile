@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt | sha256sum | cut -c1-16)
+REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt requirements/batch.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 # make demo: its outputs, and live mode on your own image (IMAGE=photo.jpg PEOPLE=1|2).
@@ -33,7 +33,7 @@ $(STAMP42): requirements/smoke-42.txt
 
 venv: $(STAMP)
 
-$(STAMP): requirements/engine.txt requirements/test.txt
+$(STAMP): requirements/engine.txt requirements/test.txt requirements/batch.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --disable-pip-version-check -q -r requirements/test.txt
 	rm -f $(VENV)/.installed-*
