@@ -29,7 +29,7 @@ $(STAMP42): requirements/smoke-42.txt
 	rm -f $(VENV42)/.installed-*
 	touch $(STAMP42)
 
-.PHONY: venv test demo regions examples zip smoke-42 clean bench heldout batch-bench
+.PHONY: venv test demo regions examples zip smoke-42 clean bench heldout clip-bench batch-bench
 
 venv: $(STAMP)
 
@@ -68,6 +68,11 @@ bench: venv
 SET ?= report
 heldout: venv
 	$(VPY) benchmarks/heldout_benchmark.py --set $(SET)
+
+# Clips (issue 20): sequence refinement of generated two-person clips against the issue's targets
+# (SET=report for clips of the report seeds).
+clip-bench: venv
+	$(VPY) benchmarks/clip_benchmark.py --set $(SET) --scenes $(or $(SCENES),3)
 
 # Batch throughput (issue 21): 200 two-person frames on Ray against the CLI and in-process loops.
 # Run it alone on the machine (e.g. flock /tmp/bench.lock make batch-bench): it times wall clocks.
