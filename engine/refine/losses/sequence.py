@@ -245,26 +245,31 @@ def joint_motion_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
 
 def sharpness_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     """Squared excess (cm per frame^2, summed over joints and frames) of the result's
-    frame-to-frame joint accelerations over the sharpest moment of the person's motion: the
-    original's (SequenceSetup.sharpness_limit), or the correction's own where that is sharper.
-    Why a limit and not all acceleration: the ease's own acceleration is the artist's timing (a
-    2-frame ease must reach in 2 frames), but where the correction's acceleration lands on the
-    original's fastest moments the two add up into a pop sharper than anything in the clip (on
-    the clip benchmark the largest joint acceleration was 1.16-1.37x the original's, at a
-    fingertip where the ease-out met the original's own swing)."""
+    frame-to-frame joint accelerations over the sharpest of the person's original motion
+    (SequenceSetup.sharpness_limit) or, where larger, what the ease itself needs to carry the
+    joint (the ease curve's sharpest bend times the joint's displacement where the correction
+    is whole). Why a limit and not all acceleration: the ease's own acceleration is the
+    artist's timing (a 2-frame ease must reach in 2 frames), but where the correction's
+    acceleration lands on the original's fastest moments the two add up into a pop sharper
+    than anything in the clip (on the clip benchmark the largest joint acceleration was up to
+    1.49x the original's, at a fingertip where an ease met the original's own swing)."""
     setup = inputs.setup
     if inputs.joints is None or setup.clip_joints is None or setup.sharpness_limit is None or setup.solved.shape[0] < 3:
         return {"sharpness": inputs.vertices.new_zeros(())}
     solved = torch.nonzero(setup.solved).flatten()
     joints = setup.clip_joints.index_put((solved,), inputs.joints)
     acceleration = (joints[2:] - 2 * joints[1:-1] + joints[:-2]).norm(dim=-1)  # (F - 2, N, J)
-    with torch.no_grad():
-        moved = joints - setup.clip_joints
-        own = (moved[2:] - 2 * moved[1:-1] + moved[:-2]).norm(dim=-1).amax(dim=(0, 2))  # (N,)
-    # Where the correction alone is sharper than the clip ever is, that is the ease's timing
-    # (the artist's), not a pop to smooth away.
-    limit = torch.maximum(setup.sharpness_limit, own)[None, :, None]
-    excess = torch.relu(acceleration - limit) * 100.0
+    limit = setup.sharpness_limit[:, None]  # (N, 1)
+    if setup.blend is not None:
+        with torch.no_grad():
+            blend = setup.blend.to(joints.dtype)
+            full = blend >= 1.0
+            # What the ease itself needs: its sharpest bend times how far each joint moves
+            # where the correction is whole (the artist's timing, not a pop to smooth away).
+            bend = (blend[2:] - 2 * blend[1:-1] + blend[:-2]).abs().amax()
+            moved = (joints[full] - setup.clip_joints[full]).norm(dim=-1).amax(dim=0) if bool(full.any()) else joints.new_zeros(joints.shape[1:3])
+            limit = torch.maximum(limit, bend * moved)  # (N, J)
+    excess = torch.relu(acceleration - limit[None]) * 100.0
     return {"sharpness": excess.square().sum(), "sharpness_worst_cm": excess.detach().amax()}
 
 
