@@ -280,6 +280,7 @@ def solve_sequence(
         original_joints=before_joints[active],
         blend=torch.as_tensor(ease.max(axis=1), dtype=torch.float32),
         clip_joints=before_joints,
+        reach_m=float(before[torch.as_tensor(ease >= 1.0)].max()) if plain.num_terms and bool((ease >= 1.0).any()) else 0.0,
         sharpness_limit=(
             (before_joints[2:] - 2 * before_joints[1:-1] + before_joints[:-2]).norm(dim=-1).amax(dim=(0, 2))
             if count >= 3

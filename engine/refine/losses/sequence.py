@@ -143,6 +143,9 @@ class SequenceSetup:
     # motion (sharpness_term).
     clip_joints: torch.Tensor | None = None
     sharpness_limit: torch.Tensor | None = None
+    # The largest distance (m) a contact must close on the frames where it holds, in the
+    # original: how far the ease must carry the reach at least (sharpness_term).
+    reach_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ def sharpness_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     frame-to-frame joint accelerations over the sharpest of the person's original motion
     (SequenceSetup.sharpness_limit) or, where larger, what the ease itself needs to carry the
     joint (the ease curve's sharpest bend times the joint's displacement where the correction
-    is whole). Why a limit and not all acceleration: the ease's own acceleration is the
+    is whole, at least the contact's opening there). Why a limit and not all acceleration: the ease's own acceleration is the
     artist's timing (a 2-frame ease must reach in 2 frames), but where the correction's
     acceleration lands on the original's fastest moments the two add up into a pop sharper
     than anything in the clip (on the clip benchmark the largest joint acceleration was up to
@@ -265,10 +268,12 @@ def sharpness_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
             blend = setup.blend.to(joints.dtype)
             full = blend >= 1.0
             # What the ease itself needs: its sharpest bend times how far each joint moves
-            # where the correction is whole (the artist's timing, not a pop to smooth away).
+            # where the correction is whole, or at least how far the contact was open there
+            # (the artist's timing, not a pop to smooth away; without the floor the allowance
+            # started at zero with the correction and held a 2-frame ease's reach 17 cm short).
             bend = (blend[2:] - 2 * blend[1:-1] + blend[:-2]).abs().amax()
             moved = (joints[full] - setup.clip_joints[full]).norm(dim=-1).amax(dim=0) if bool(full.any()) else joints.new_zeros(joints.shape[1:3])
-            limit = torch.maximum(limit, bend * moved)  # (N, J)
+            limit = torch.maximum(limit, bend * moved.clamp(min=setup.reach_m))  # (N, J)
     excess = torch.relu(acceleration - limit[None]) * 100.0
     return {"sharpness": excess.square().sum(), "sharpness_worst_cm": excess.detach().amax()}
 
