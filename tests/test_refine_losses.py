@@ -416,6 +416,63 @@ def test_capsules_of_a_contact_pairs_other_region_do_not_hold_its_vertices_back(
     assert setup.surface.self_allowance is not None and setup.surface.self_allowance.shape == (2, len(setup.surface.slots))
 
 
+def test_each_persons_capsules_fit_their_own_shape():
+    """Two people of different builds: each person's capsules are the ones fitted to their own
+    rest body, and every way of measuring depth (exact, by products, candidate rows) reads
+    the capsule person's own radius."""
+    from support.synthetic_body import SyntheticBody
+
+    from engine.refine.losses.penetration import (
+        TOLERANCE_M,
+        _approximate_depths,
+        capsule_rows,
+        penetration_candidates,
+        penetration_depths,
+        penetration_value,
+    )
+    from engine.refine.optimizer import PeopleState
+    from engine.refine.problem import BodyStatics, PersonOptions, build_problem
+
+    body = SyntheticBody()
+    shapes = torch.tensor([[0.0, 0.0], [1.0, 0.5]])
+    statics = BodyStatics(body, shapes[0])
+    own = [BodyStatics(body, shape).capsules for shape in shapes]
+    assert not torch.allclose(own[0].radius, own[1].radius, atol=1e-3)
+    capsules = statics.capsules_for(shapes)
+    assert capsules.per_person and torch.equal(capsules.radius, torch.stack([c.radius for c in own]))
+    assert statics.capsules_for(shapes[:1]) is statics.capsules  # one shape: the body's own
+
+    pair = RegionPair(0, "right_hand", 1, "left_shoulder")
+    objective = ContactObjective((ContactTerm(options=(((pair,),),), weight=1.0, source="artist", label="x"),))
+    rotations = torch.eye(3).repeat(2, len(body.joint_names), 1, 1)
+    # Face to face, close enough that the people's capsules reach into each other.
+    initial = PeopleState(rotations, torch.tensor([[0.0, 0.0, 0.0], [-0.25, -0.05, 0.0]]), shapes)
+    problem = build_problem(statics, body.regions, objective, initial, [PersonOptions()] * 2)
+    setup = problem.setup.penetration
+    assert torch.equal(setup.capsules.radius, capsules.radius)
+    with torch.no_grad():
+        posed = body.forward(initial.local_rotations, initial.root_translation, initial.shape, problem.vertex_ids)
+    vertices, frames = posed.vertices, posed.joint_frames
+    exact = penetration_depths(setup, vertices, frames)
+    # Person 2's capsules posed with person 2's own single-body capsules give the same depths.
+    from engine.refine.losses.penetration import signed_depth, posed_capsules
+
+    start, end = posed_capsules(own[1], frames[1:])
+    points = vertices[0:1, setup.vertex_slots]
+    alone = signed_depth(points, start, end, own[1].radius[None])[0].masked_fill(~setup.other_mask, -1.0)
+    assert torch.allclose(exact[0, 1], alone, atol=1e-6)
+    by_products = _approximate_depths(setup, vertices, frames)
+    assert torch.allclose(by_products, exact, atol=1e-3)
+    deep = (exact > TOLERANCE_M).nonzero()
+    assert len(deep) > 0 and {0, 1} <= set(deep[:, 1].tolist())
+    found = {tuple(row) for row in penetration_candidates(setup, vertices, frames).tolist()}
+    assert {tuple(row) for row in deep.tolist()} <= found
+    value, _ = penetration_value(setup, vertices, frames, deep)
+    prepared = capsule_rows(setup, deep, vertices.shape[1])
+    assert torch.equal(prepared.radius, capsules.radius[deep[:, 1], deep[:, 3]])
+    assert float(penetration_value(setup, vertices, frames, prepared)[0]) == pytest.approx(float(value), rel=1e-6)
+
+
 def test_self_penetration_counts_only_what_sinks_deeper_than_the_initial_pose():
     from engine.refine.losses.penetration import (
         TOLERANCE_M,

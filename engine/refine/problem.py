@@ -16,6 +16,7 @@ from engine.refine.losses.joint_data import SHAPE_UNIT, STAY_CLOSE_RIG_SCALE, jo
 from engine.refine.losses.penetration import (
     build_penetration_setup,
     build_surface_setup,
+    Capsules,
     fit_capsules,
     initial_self_allowance,
     initial_surface_self_allowance,
@@ -112,6 +113,7 @@ class BodyStatics:
 
     def __init__(self, body: BodyModel, shape: torch.Tensor):
         self.body = body
+        self.shape = shape.detach().clone()
         names = body.joint_names
         self.optimizable = torch.tensor(optimized_joint_mask(body.kind, names), dtype=torch.bool)
         self.joint_limits = torch.tensor(joint_limit_radians(body.kind, names), dtype=torch.float32)
@@ -124,9 +126,28 @@ class BodyStatics:
         self.stiffness = torch.tensor(subtree_stiffness(self.skinning, body.parents), dtype=torch.float32)
         self.supporting_stiffness = torch.tensor(supporting_stiffness(self.skinning, body.parents), dtype=torch.float32)
         bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
+        self.capsule_bones = bones
         self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
         stride = max(1, body.num_vertices // PENETRATION_VERTICES)
         self.penetration_sample = np.arange(0, body.num_vertices, stride, dtype=np.int64)
+
+    def capsules_for(self, shapes: torch.Tensor) -> Capsules:
+        """The capsules of people of these shapes (N, S): this body's own where they all have
+        its shape, else each person's fitted to their own rest body. Why: with the first
+        person's capsules on a partner of another build, the partner's capsule radii were up
+        to 19 mm off (8 two-person tuning scenes), a false or missed penetration of as much."""
+        if all(torch.equal(shape, self.shape) for shape in shapes):
+            return self.capsules
+        fitted = []
+        for shape in shapes:
+            if torch.equal(shape, self.shape):
+                fitted.append(self.capsules)
+                continue
+            with torch.no_grad():
+                rest_vertices = self.body.rest_vertices(shape[None])[0].numpy()
+                rest_frames = self.body.rest_joint_frames(shape[None])[0].numpy()
+            fitted.append(fit_capsules(rest_vertices, self.skinning, rest_frames, self.body.parents, self.capsule_bones))
+        return Capsules.stack_people(fitted)
 
 
 def contact_capsule_exemptions(
@@ -368,7 +389,7 @@ def build_problem(
     penetration_setup = None
     if penetration and len(statics.capsules.bones) > 0:
         penetration_setup = build_penetration_setup(
-            statics.capsules, statics.rest_vertices, statics.skinning, body.parents, tested, needed
+            statics.capsules_for(initial.shape), statics.rest_vertices, statics.skinning, body.parents, tested, needed
         )
         surface = build_surface_setup(
             statics.rest_vertices, statics.rest_normals, statics.skinning, statics.rest_frames, body.parents, tested, needed,

@@ -63,6 +63,9 @@ class Capsules:
     start_rest, end_rest: (C, 3) segment ends in the model frame, rest pose.
     radius: (C,) metres.
     rest_frames_inverse: (C, 4, 4) inverse rest frames of the capsules' joints.
+
+    Capsules of several people of one body model (:meth:`stack_people`) carry a leading person
+    dimension on every field but ``bones``: each person's capsules fit their own shape.
     """
 
     bones: torch.Tensor
@@ -75,9 +78,37 @@ class Capsules:
     def ends_in_bone_frames(self) -> torch.Tensor:
         """(C, 4, 2) homogeneous start and end of each capsule in its bone's rest frame, so
         that a posed frame's top three rows times them give both posed ends in one product."""
-        ends = torch.stack([self.start_rest, self.end_rest], dim=-1)  # (C, 3, 2)
-        homogeneous_ends = torch.cat([ends, torch.ones_like(ends[:, :1])], dim=1)
+        ends = torch.stack([self.start_rest, self.end_rest], dim=-1)  # ([N,] C, 3, 2)
+        homogeneous_ends = torch.cat([ends, torch.ones_like(ends[..., :1, :])], dim=-2)
         return self.rest_frames_inverse @ homogeneous_ends
+
+    @property
+    def per_person(self) -> bool:
+        return self.radius.dim() == 2
+
+    def person(self, index: int) -> "Capsules":
+        """One person's capsules (the same capsules when they are one body's)."""
+        if not self.per_person:
+            return self
+        return Capsules(self.bones, self.start_rest[index], self.end_rest[index], self.radius[index], self.rest_frames_inverse[index])
+
+    def person_radius(self, num_people: int) -> torch.Tensor:
+        """(N, C) radius of every capsule of every person."""
+        return self.radius if self.per_person else self.radius[None].expand(num_people, -1)
+
+    @staticmethod
+    def stack_people(capsules: Sequence["Capsules"]) -> "Capsules":
+        """The capsules of each person (each fitted to their own shape) as one record."""
+        bones = capsules[0].bones
+        if any(not torch.equal(c.bones, bones) for c in capsules):
+            raise ValueError("every person's capsules must be on the same bones")
+        return Capsules(
+            bones,
+            torch.stack([c.start_rest for c in capsules]),
+            torch.stack([c.end_rest for c in capsules]),
+            torch.stack([c.radius for c in capsules]),
+            torch.stack([c.rest_frames_inverse for c in capsules]),
+        )
 
 
 @dataclass(frozen=True)
@@ -203,11 +234,14 @@ def build_penetration_setup(
     tested_vertices: np.ndarray,
     needed_vertices: np.ndarray,
 ) -> PenetrationSetup:
-    """tested_vertices: mesh ids to test (a subset of the sorted ``needed_vertices``)."""
+    """tested_vertices: mesh ids to test (a subset of the sorted ``needed_vertices``).
+    ``rest_vertices`` are of the shape of ``capsules`` (of the first person's, when the
+    capsules are per person: which pairs are tested is decided on one rest body)."""
     slots = np.searchsorted(needed_vertices, tested_vertices)
     dominant = proxy_bones(skinning_weights.argmax(1)[tested_vertices], parents, capsules.bones.tolist())
     points = torch.tensor(rest_vertices[tested_vertices], dtype=torch.float32)
-    depth = signed_depth(points[None], capsules.start_rest[None], capsules.end_rest[None], capsules.radius[None])[0]
+    rest = capsules.person(0)
+    depth = signed_depth(points[None], rest.start_rest[None], rest.end_rest[None], rest.radius[None])[0]
     near_at_rest = (depth > -REST_NEAR_M).numpy()
     bones = capsules.bones.tolist()
     hop_near = np.array(
@@ -276,13 +310,13 @@ def penetration_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_fr
     num_people = vertices.shape[0]
     points = vertices[:, setup.vertex_slots]  # (N, M, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
-    radius = setup.capsules.radius.to(vertices.dtype)
+    radius = setup.capsules.person_radius(num_people).to(vertices.dtype)
     within, across = setup.person_masks()
     rows = []
     for a in range(num_people):
         cols = []
         for b in range(num_people):
-            depth = signed_depth(points[a : a + 1], start[b : b + 1], end[b : b + 1], radius[None])[0]
+            depth = signed_depth(points[a : a + 1], start[b : b + 1], end[b : b + 1], radius[b : b + 1])[0]
             depth = depth.masked_fill(~(within if a == b else across), -1.0)
             cols.append(depth)
         rows.append(torch.stack(cols))
@@ -333,7 +367,7 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
         centre, spread = _cluster_spheres(points, member_mask)  # (N, Q, 3), (N, Q)
         start, end = posed_capsules(setup.capsules, joint_frames)  # (N, C, 3)
         start, end = start - origin, end - origin
-        radius = setup.capsules.radius.to(vertices.dtype)
+        radius = setup.capsules.person_radius(num_people).to(vertices.dtype)  # (N, C)
         threshold = TOLERANCE_M - CANDIDATE_MARGIN_M
         # (vertex person, cluster, capsule person, capsule) whose bound reaches the threshold
         # (the products' rounding, well under a millimetre, is covered by a millimetre's slack).
@@ -348,7 +382,7 @@ def penetration_candidates(setup: PenetrationSetup, vertices: torch.Tensor, join
             points[person_v, cluster],  # (P, K, 3)
             start[person_c, capsule][:, None],
             end[person_c, capsule][:, None],
-            radius[capsule][:, None],
+            radius[person_c, capsule][:, None],
         )  # (P, K)
         ids = members[cluster]  # (P, K)
         valid = member_mask[cluster] & (depth > threshold)
@@ -363,10 +397,10 @@ def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_f
     (N, N, M, C), -1 where a vertex is not tested against a capsule of its own body."""
     centre = joint_frames[:, :1, :3, 3].mean(0, keepdim=True)  # (1, 1, 3)
     start, end = posed_capsules(setup.capsules, joint_frames)
-    depth = _depths_by_products(
-        vertices[:, setup.vertex_slots] - centre, start - centre, end - centre, setup.capsules.radius.to(vertices.dtype)
-    )
     num_people = vertices.shape[0]
+    depth = _depths_by_products(
+        vertices[:, setup.vertex_slots] - centre, start - centre, end - centre, setup.capsules.person_radius(num_people).to(vertices.dtype)
+    )
     same_person = torch.eye(num_people, dtype=torch.bool)[:, :, None, None]
     within, across = setup.person_masks()
     return depth.masked_fill_(torch.where(same_person, ~within, ~across), -1.0)
@@ -374,7 +408,7 @@ def _approximate_depths(setup: PenetrationSetup, vertices: torch.Tensor, joint_f
 
 def _depths_by_products(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """Depth of every point of every person in every capsule of every person: points (N, M, 3),
-    start, end (N, C, 3), radius (C,) -> (N_points, N_capsules, M, C).
+    start, end (N, C, 3), radius (N, C) -> (N_points, N_capsules, M, C).
 
     Every (point person, capsule person) combination is a few batched products over (M, C),
     never an (M, C, 3) tensor. Distances are exact up to float32 rounding of the expanded
@@ -391,7 +425,8 @@ def _depths_by_products(points: torch.Tensor, start: torch.Tensor, end: torch.Te
     rel_sq = torch.baddbmm((start * start).sum(-1)[:, None, :], points, start.transpose(1, 2), alpha=-2.0)
     rel_sq += (points * points).sum(-1, keepdim=True)
     offset_sq = rel_sq - t * (2.0 * along - t * axis_sq)
-    depth = radius - offset_sq.clamp_(min=0.0).sqrt_()
+    # Rows are (point person, capsule person) with the capsule person minor, as start's.
+    depth = radius.repeat(num_people, 1)[:, None, :] - offset_sq.clamp_(min=0.0).sqrt_()
     return depth.reshape(num_people, num_people, count, capsules)
 
 
@@ -425,7 +460,7 @@ def capsule_rows(setup: PenetrationSetup, candidates: torch.Tensor, count: int) 
         candidates=candidates,
         points=person_v * count + setup.vertex_slots[vertex],
         capsules=person_c * len(setup.capsules.bones) + capsule,
-        radius=setup.capsules.radius[capsule],
+        radius=setup.capsules.radius[person_c, capsule] if setup.capsules.per_person else setup.capsules.radius[capsule],
         onset=onset,
         count=count,
     )
