@@ -93,7 +93,7 @@ from engine.synth.poses import (
 )
 from engine.synth.types import CONTACT_TYPES, ContactType, draw
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 NUM_TYPES = len(CONTACT_TYPES)
 # Defaults of the engine may be chosen on these scenes only.
