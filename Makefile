@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements/engine.txt requirements/test.txt requirements/batch.txt | sha256sum | cut -c1-16)
+REQUIREMENTS := requirements/engine.txt requirements/test.txt requirements/batch.txt
+REQ_HASH := $(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OUT ?= out
 # make demo: its outputs, and live mode on your own image (IMAGE=photo.jpg PEOPLE=1|2).
@@ -33,7 +34,7 @@ $(STAMP42): requirements/smoke-42.txt
 
 venv: $(STAMP)
 
-$(STAMP): requirements/engine.txt requirements/test.txt requirements/batch.txt
+$(STAMP): $(REQUIREMENTS)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --disable-pip-version-check -q -r requirements/test.txt
 	rm -f $(VENV)/.installed-*

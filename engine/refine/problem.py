@@ -128,26 +128,31 @@ class BodyStatics:
         bones = [j for j in range(len(names)) if bool(self.optimizable[j])]
         self.capsule_bones = bones
         self.capsules = fit_capsules(self.rest_vertices, self.skinning, rest_frames, body.parents, bones)
+        self._shape_capsules: dict[bytes, Capsules] = {}
         stride = max(1, body.num_vertices // PENETRATION_VERTICES)
         self.penetration_sample = np.arange(0, body.num_vertices, stride, dtype=np.int64)
 
     def capsules_for(self, shapes: torch.Tensor) -> Capsules:
         """The capsules of people of these shapes (N, S): this body's own where they all have
-        its shape, else each person's fitted to their own rest body. Why: with the first
-        person's capsules on a partner of another build, the partner's capsule radii were up
-        to 19 mm off (8 two-person tuning scenes), a false or missed penetration of as much."""
-        if all(torch.equal(shape, self.shape) for shape in shapes):
+        its shape, else each person's fitted to their own rest body (kept per shape: a job
+        builds a problem for every frame). Why: with the first person's capsules on a partner
+        of another build, the partner's capsule radii were up to 19 mm off (8 two-person
+        tuning scenes), a false or missed penetration of as much."""
+        fitted = [self._capsules_of(shape) for shape in shapes]
+        if all(capsules is self.capsules for capsules in fitted):
             return self.capsules
-        fitted = []
-        for shape in shapes:
-            if torch.equal(shape, self.shape):
-                fitted.append(self.capsules)
-                continue
+        return Capsules.stack_people(fitted)
+
+    def _capsules_of(self, shape: torch.Tensor) -> Capsules:
+        if torch.equal(shape, self.shape):
+            return self.capsules
+        key = shape.detach().numpy().tobytes()
+        if key not in self._shape_capsules:
             with torch.no_grad():
                 rest_vertices = self.body.rest_vertices(shape[None])[0].numpy()
                 rest_frames = self.body.rest_joint_frames(shape[None])[0].numpy()
-            fitted.append(fit_capsules(rest_vertices, self.skinning, rest_frames, self.body.parents, self.capsule_bones))
-        return Capsules.stack_people(fitted)
+            self._shape_capsules[key] = fit_capsules(rest_vertices, self.skinning, rest_frames, self.body.parents, self.capsule_bones)
+        return self._shape_capsules[key]
 
 
 def contact_capsule_exemptions(

@@ -50,6 +50,7 @@ from engine.refine.losses.sequence import (
     evaluate_sequence,
     frame_pair_distances,
     frame_term_values,
+    second_difference,
 )
 from engine.refine.optimizer import (
     PeopleState,
@@ -263,6 +264,7 @@ def solve_sequence(
     with torch.no_grad():
         original_angles = rotation_angle(base_rotations)
     limits = torch.maximum(statics.joint_limits[None, None].expand_as(original_angles), original_angles)
+    clip_blend = torch.as_tensor(ease.max(axis=1), dtype=torch.float32)
     setup = SequenceSetup(
         contact=index,
         floor_height=floor_height,
@@ -277,15 +279,11 @@ def solve_sequence(
         planted_targets=before_vertices[active],
         # Every joint's correction as smooth as the stiffest limb joint's, the root's
         # orientation as its own stay-close weight (see temporal_term).
-        original_joints=before_joints[active],
-        blend=torch.as_tensor(ease.max(axis=1), dtype=torch.float32),
+        blend=clip_blend,
+        ease_bend=float(second_difference(clip_blend).abs().max()) if count >= 3 else 0.0,
         clip_joints=before_joints,
         reach_m=float(before[torch.as_tensor(ease >= 1.0)].max()) if plain.num_terms and bool((ease >= 1.0).any()) else 0.0,
-        sharpness_limit=(
-            (before_joints[2:] - 2 * before_joints[1:-1] + before_joints[:-2]).norm(dim=-1).amax(dim=(0, 2))
-            if count >= 3
-            else None
-        ),
+        sharpness_limit=second_difference(before_joints).norm(dim=-1).amax(dim=(0, 2)) if count >= 3 else None,
         temporal_joint_weights=torch.maximum(problem.setup.joint_weights, torch.ones_like(problem.setup.joint_weights)),
     )
     joint_scale = joint_step_scale(problem, config.rotation_scale, True)  # (N, J, 1)

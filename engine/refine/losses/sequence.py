@@ -134,13 +134,13 @@ class SequenceSetup:
     planted_targets: torch.Tensor
     # (N, J) weight of each joint's correction in the temporal term (see temporal_term).
     temporal_joint_weights: torch.Tensor | None = None
-    # (F', N, J, 3) the original joint positions of the solved frames (joint_motion_term).
-    original_joints: torch.Tensor | None = None
-    # (F,) the ease of the correction on every frame of the clip (0 where not solved).
+    # (F,) the ease of the correction on every frame of the clip (0 where not solved), and
+    # its sharpest bend (largest absolute second difference, sharpness_term).
     blend: torch.Tensor | None = None
-    # (F, N, J, 3) the original joint positions of every frame of the clip, and (N,) the
-    # largest frame-to-frame joint acceleration (m per frame^2) of each person's original
-    # motion (sharpness_term).
+    ease_bend: float = 0.0
+    # (F, N, J, 3) the original joint positions of every frame of the clip (joint_motion_term,
+    # sharpness_term), and (N,) the largest frame-to-frame joint acceleration (m per frame^2)
+    # of each person's original motion (sharpness_term).
     clip_joints: torch.Tensor | None = None
     sharpness_limit: torch.Tensor | None = None
     # The largest distance (m) a contact must close on the frames where it holds, in the
@@ -184,6 +184,18 @@ def sequence_stay_close_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     shift = inputs.translation_offsets / TRANSLATION_SCALE_M
     translation = setup.translation_weights[None] * (shift * shift).sum(-1)
     return {"stay_close": joint.sum() + translation.sum()}
+
+
+def second_difference(values: torch.Tensor) -> torch.Tensor:
+    """(F, ...) -> (F - 2, ...): frame-to-frame acceleration along the first dimension."""
+    return values[2:] - 2 * values[1:-1] + values[:-2]
+
+
+def _clip_joints(inputs: SequenceInputs) -> torch.Tensor:
+    """(F, N, J, 3) joint positions of every frame of the clip: posed on the solved frames,
+    the original's elsewhere."""
+    setup = inputs.setup
+    return setup.clip_joints.index_put((torch.nonzero(setup.solved).flatten(),), inputs.joints)
 
 
 def _differences(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,11 +245,10 @@ def joint_motion_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     that the original swings changes the hand's path, and on the clip benchmark the largest
     joint acceleration was 1.3x the original's where the original moved fastest."""
     setup = inputs.setup
-    if inputs.joints is None or setup.original_joints is None:
+    if inputs.joints is None or setup.clip_joints is None:
         return {"joint_motion": inputs.vertices.new_zeros(())}
-    moved = (inputs.joints - setup.original_joints) * 100.0  # (F', N, J, 3)
-    full = moved.new_zeros(setup.solved.shape[0], *moved.shape[1:]).index_put((torch.nonzero(setup.solved).flatten(),), moved)
-    acceleration = (full[2:] - 2 * full[1:-1] + full[:-2]).square().sum(dim=(1, 2, 3))
+    moved = (_clip_joints(inputs) - setup.clip_joints) * 100.0  # (F, N, J, 3), 0 where not solved
+    acceleration = second_difference(moved).square().sum(dim=(1, 2, 3))
     if setup.blend is not None:
         # Weighted by the smallest ease of the three frames: the ease frames' timing is the
         # artist's (a 2-frame ease must reach in 2 frames), this term smooths the rest.
@@ -259,21 +270,18 @@ def sharpness_term(inputs: SequenceInputs) -> dict[str, torch.Tensor]:
     setup = inputs.setup
     if inputs.joints is None or setup.clip_joints is None or setup.sharpness_limit is None or setup.solved.shape[0] < 3:
         return {"sharpness": inputs.vertices.new_zeros(())}
-    solved = torch.nonzero(setup.solved).flatten()
-    joints = setup.clip_joints.index_put((solved,), inputs.joints)
-    acceleration = (joints[2:] - 2 * joints[1:-1] + joints[:-2]).norm(dim=-1)  # (F - 2, N, J)
+    joints = _clip_joints(inputs)
+    acceleration = second_difference(joints).norm(dim=-1)  # (F - 2, N, J)
     limit = setup.sharpness_limit[:, None]  # (N, 1)
     if setup.blend is not None:
         with torch.no_grad():
-            blend = setup.blend.to(joints.dtype)
-            full = blend >= 1.0
+            full = setup.blend >= 1.0
             # What the ease itself needs: its sharpest bend times how far each joint moves
             # where the correction is whole, or at least how far the contact was open there
             # (the artist's timing, not a pop to smooth away; without the floor the allowance
             # started at zero with the correction and held a 2-frame ease's reach 17 cm short).
-            bend = (blend[2:] - 2 * blend[1:-1] + blend[:-2]).abs().amax()
             moved = (joints[full] - setup.clip_joints[full]).norm(dim=-1).amax(dim=0) if bool(full.any()) else joints.new_zeros(joints.shape[1:3])
-            limit = torch.maximum(limit, bend * moved.clamp(min=setup.reach_m))  # (N, J)
+            limit = torch.maximum(limit, setup.ease_bend * moved.clamp(min=setup.reach_m))  # (N, J)
     excess = torch.relu(acceleration - limit[None]) * 100.0
     return {"sharpness": excess.square().sum(), "sharpness_worst_cm": excess.detach().amax()}
 
