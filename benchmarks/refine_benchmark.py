@@ -166,6 +166,7 @@ GT_REACH = OptimizerConfig(
     translation_scale=0.25,
     penetration_refresh=(1, 1),
     penetration_refresh_motion_m=0.01,
+    early_stop_relative_slope=(3e-4,) * 2,
 )
 GT_REPAIR = replace(
     GT_REACH,

@@ -170,6 +170,7 @@ GT_REACH = OptimizerConfig(
     penetration_refresh=(2,) * 3,
     penetration_refresh_motion_m=0.01,
     hold_rest_orientations=True,
+    early_stop_relative_slope=(3e-4,) * 3,
 )
 GT_THROUGH = replace(GT_REACH, weights=replace(_GT_WEIGHTS, penetration=(0.0,) * 3))
 GT_REPAIR = replace(
@@ -187,6 +188,7 @@ GT_REPAIR = replace(
     optimize_shape=(False,) * 2,
     rotation_scale=(0.25,) * 2,
     penetration_refresh=(2,) * 2,
+    early_stop_relative_slope=(3e-4,) * 2,
 )
 
 
