@@ -41,11 +41,14 @@ class PROSEPOSE_UL_contacts(bpy.types.UIList):
 
 
 def result_text(item) -> str:
-    """A result row's distances: "12.3 -> 0.4 cm" for one frame; for a range the worst frame
-    and how many frames are within 1 cm."""
+    """A result row's distances: "12.3 -> 0.4 cm" for one frame, with the nearest regions
+    where a part stands for several ("by left hand - right hand"); for a range the worst
+    frame and how many frames are within 1 cm."""
     if not item.measured:
         return "not measured"
     text = f"{item.before * 100:.1f} -> {item.after * 100:.1f} cm"
+    if item.nearest:
+        text += f" by {item.nearest}"
     if item.frame_count > 1:
         text += f" (worst: frame {item.frame}), {item.within}/{item.frame_count} frames within 1 cm"
     return text

@@ -69,6 +69,11 @@ class ProseConstraintResult(bpy.types.PropertyGroup):
     frame_count: IntProperty(name="Frames", description="How many frames were refined", min=0)
     within: IntProperty(name="Within 1 cm", description="How many refined frames have this contact within 1 cm", min=0)
     measured: BoolProperty(name="Measured", description="False when a part names no region of its body", default=True)
+    nearest: StringProperty(
+        name="Nearest regions",
+        description="Which of the regions the contact's parts stand for are nearest after refinement "
+        "(a part without a side is met by either side: this says which)",
+    )
 
 
 def _influence_changed(self, context):

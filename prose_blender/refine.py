@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import bpy
 
 from .contacts import empty_backoff
-from .distances import contact_distances, contact_labels
+from .distances import ContactMeasure, contact_distances, contact_labels, contact_measures
 from .intervals import interval_of
 from .layers import original_poses, write_refinement
 from .poses import BonePose, EnginePose, bone_pose_from_engine, read_engine_pose
@@ -313,19 +313,19 @@ class RefineTask(EngineTask):
         finally:
             scene.frame_set(current)
 
-    def _measure_after(self, frames: list[int]) -> list[list[float | None]]:
+    def _measure_after(self, frames: list[int]) -> list[list[ContactMeasure | None]]:
         scene = self.scene
         current = scene.frame_current
         out = []
         try:
             for frame in frames:
                 scene.frame_set(frame)
-                out.append(contact_distances(scene, self.subjects, 0.0))
+                out.append(contact_measures(scene, self.subjects, 0.0))
         finally:
             scene.frame_set(current)
         return out
 
-    def _fill_results(self, after: list[list[float | None]]) -> None:
+    def _fill_results(self, after: list[list[ContactMeasure | None]]) -> None:
         """One row per contact of the list (before -> after; for a range its worst frame and
         how many frames are within 1 cm), and the engine's terms per frame as details."""
         prose = self.scene.prose
@@ -335,20 +335,21 @@ class RefineTask(EngineTask):
         for index, (label, source) in enumerate(self.labels):
             ground = label.endswith(" - ground")
             rows = []
-            for number, (b, a) in enumerate(zip(self.before, after)):
-                b, a = b[index], a[index]
-                if b is None or a is None or (ground and floor is None):
+            for number, (b, measure) in enumerate(zip(self.before, after)):
+                b, measure = b[index], measure[index]
+                if b is None or measure is None or (ground and floor is None):
                     continue
+                a = measure.distance
                 if ground:
                     b, a = b - floor, a - floor
-                rows.append((self.refined[number].frame, b, a))
+                rows.append((self.refined[number].frame, b, a, measure.nearest))
             row = results.add()
             row.label, row.source = label, source.lower()
             row.frame_count = len(self.refined)
             row.measured = bool(rows)
             if rows:
-                frame, b, a = max(rows, key=lambda r: abs(r[2]))
-                row.frame, row.before, row.after = frame, b, a
+                frame, b, a, nearest = max(rows, key=lambda r: abs(r[2]))
+                row.frame, row.before, row.after, row.nearest = frame, b, a, nearest
                 row.within = sum(1 for r in rows if abs(r[2]) <= 0.01)
         details = prose.result_details
         details.clear()

@@ -115,6 +115,16 @@ def test_find_contacts_then_refine_brings_the_regions_together(two_people):
     p1_tracks = bpy.data.objects["P1"].animation_data.nla_tracks
     assert p1_tracks[0].strips[0].action == original and not p1_tracks[0].mute
     assert len(scene.prose.results) >= 1 and scene.prose.results[0].after < scene.prose.results[0].before
+    # "hand | hand" stands for either hand of each: the result row says which two made the
+    # contact, and those two regions are exactly as near as the row says.
+    from prosepose.panels.sidebar import result_text
+
+    row = scene.prose.results[0]
+    hand_1, hand_2 = row.nearest.split(" - ")
+    assert {hand_1, hand_2} <= {"left hand", "right hand"}, row.nearest
+    assert _region_distance(scene, hand_1.replace(" ", "_"), hand_2.replace(" ", "_")) == pytest.approx(row.after, abs=1e-5)
+    assert f"by {row.nearest}" in result_text(row)
+    print(f"result row: {row.label}: {result_text(row)}")
     # Export: the refined pose as an AMASS-style file and the contacts used.
     target = Path(bpy.context.preferences.addons["prosepose"].preferences.cache_folder) / "refined.npz"
     assert bpy.ops.prosepose.export_smplx(filepath=str(target), person=1) == {"FINISHED"}
