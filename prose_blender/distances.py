@@ -76,9 +76,10 @@ def contact_measures(scene, subjects, floor_z: float | None) -> list[ContactMeas
             if not a or floor_z is None:
                 out.append(None)
                 continue
-            name = min(a, key=lambda n: float(a[n][:, 2].min()))
+            lowest = {name: float(points[:, 2].min()) for name, points in a.items()}
+            name = min(lowest, key=lowest.__getitem__)
             nearest = f"{_words(name)} - {GROUND}" if len(a) > 1 else ""
-            out.append(ContactMeasure(float(a[name][:, 2].min() - floor_z), nearest))
+            out.append(ContactMeasure(lowest[name] - floor_z, nearest))
             continue
         second = posed.get(contact.person_b)
         b = _region_points(contact.part_b, *second) if second is not None else {}
